@@ -1,0 +1,53 @@
+# v6dp: build, test and demo. The test, demo and bench targets need root.
+GO       ?= go
+BIN      := bin/v6dp
+PKGS     := clang llvm libbpf-dev bpftool linux-libc-dev iproute2 ndisc6 ndppd \
+            iputils-ping traceroute tcpdump ethtool netsniff-ng iperf3 docker.io \
+            busybox-static
+GOFLAGS_TEST ?= -count=1 -p 1 -timeout 20m
+
+.PHONY: all deps generate build test unit demo bench lint clean
+
+all: build
+
+# Installs the Debian packages and Go modules the build and tests need.
+# Idempotent: apt runs only when a package is missing.
+deps:
+	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	$(GO) mod download
+
+# Rebuilds the BPF objects and their Go bindings (committed, so a plain
+# build needs no clang).
+generate:
+	$(GO) generate ./loader/...
+
+build:
+	$(GO) build -o $(BIN) ./cmd/v6dp
+
+# Unit tests, BPF packet tests and the integration tests in namespaces.
+test: deps build
+	$(GO) vet ./...
+	$(GO) test $(GOFLAGS_TEST) ./...
+
+unit:
+	$(GO) test -count=1 ./ctrl/...
+
+# The seed's NDP-proxy topology in namespaces, with a few containers.
+demo: deps build
+	./test/demo.sh $(BIN)
+
+# Side-by-side figures against the kernel path and ndppd (not part of test).
+bench: deps build
+	$(GO) test -count=1 -p 1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/bench/ -v
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@command -v clang-format >/dev/null && clang-format --dry-run --Werror bpf/*.c bpf/lib/*.h headers/*.h || true
+
+clean:
+	rm -rf bin

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The maps shared by the uplink programs, each beside its lookup wrapper.
+ * All are pinned by name under the loader's pin directory, so a restarted
+ * daemon adopts them with their contents; the v6dp_ prefix keeps them
+ * recognisable in `bpftool map list` (kernel names are cut at 15 bytes).
+ */
+#ifndef V6DP_LIB_MAPS_H
+#define V6DP_LIB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "v6dp.h"
+
+/* Live endpoint addresses: the only addresses the responder answers for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	/* Not preallocated: hosts run a few hundred endpoints, not 65536. */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct endpoint_key);
+	__type(value, struct endpoint_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} v6dp_endpoints SEC(".maps");
+
+/* Settings of the uplink, written by the control plane (key 0). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct uplink_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} v6dp_uplink_cfg SEC(".maps");
+
+/* Per-CPU packet counters, one per verdict reason (enum counter_id). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CNT_MAX);
+	__type(key, enum counter_id);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} v6dp_counters SEC(".maps");
+
+/* endpoint_lookup returns the live endpoint owning addr, or NULL. */
+static __always_inline struct endpoint_info *endpoint_lookup(const __u8 addr[16])
+{
+	struct endpoint_key key;
+
+	__builtin_memcpy(key.addr, addr, sizeof(key.addr));
+	return bpf_map_lookup_elem(&v6dp_endpoints, &key);
+}
+
+/*
+ * uplink_config_get returns the uplink settings, or NULL until the control
+ * plane has written a complete entry (UPLINK_F_ENABLED): an all-zero entry
+ * would otherwise answer with a zero MAC.
+ */
+static __always_inline const struct uplink_config *uplink_config_get(void)
+{
+	__u32 key = 0;
+	const struct uplink_config *cfg = bpf_map_lookup_elem(&v6dp_uplink_cfg, &key);
+
+	if (!cfg || !(cfg->flags & UPLINK_F_ENABLED))
+		return NULL;
+	return cfg;
+}
+
+static __always_inline void counter_inc(enum counter_id id)
+{
+	__u64 *c = bpf_map_lookup_elem(&v6dp_counters, &id);
+
+	/* Per-CPU slot: no other writer, no atomic needed. */
+	if (c)
+		*c += 1;
+}
+
+#endif /* V6DP_LIB_MAPS_H */

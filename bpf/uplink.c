@@ -1,0 +1,211 @@
+//go:build ignore
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Programs for the uplink's ingress: xdp_uplink (XDP, native or generic)
+ * and tc_uplink (TCX or clsact ingress), one object sharing its maps. Both
+ * answer Neighbor Solicitations for live endpoints in place and pass
+ * everything else to the kernel. Classification is shared; only resizing
+ * and sending back differ between the two hooks.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "v6dp.h"
+#include "lib/eth.h"
+#include "lib/icmp6.h"
+#include "lib/ipv6.h"
+#include "lib/maps.h"
+#include "lib/ndp.h"
+
+/*
+ * Emit the flag enums into BTF so bpf2go generates them for Go. The section
+ * is neither .data nor .bss, so the loader creates no map for it.
+ */
+const enum endpoint_flags *btf_endpoint_flags SEC(".v6dp.btf") __attribute__((unused));
+const enum uplink_flags *btf_uplink_flags SEC(".v6dp.btf") __attribute__((unused));
+
+/* What an uplink program does with a frame; forwarding will add a case. */
+enum uplink_action {
+	UPLINK_PASS,
+	UPLINK_NDP_REPLY,
+};
+
+/* The result of classifying one frame. */
+struct uplink_pkt {
+	/* Valid for UPLINK_NDP_REPLY. */
+	struct ndp_ns ns;
+	const struct uplink_config *cfg;
+	/* Why the frame is passed, for UPLINK_PASS. */
+	enum counter_id reason;
+};
+
+static __always_inline enum uplink_action uplink_pass(struct uplink_pkt *pkt,
+						      enum counter_id reason)
+{
+	pkt->reason = reason;
+	return UPLINK_PASS;
+}
+
+/* uplink_classify decides what to do with the frame between data and data_end. */
+static __always_inline enum uplink_action uplink_classify(void *data, void *data_end,
+							  struct uplink_pkt *pkt)
+{
+	struct endpoint_info *ep;
+	struct icmp6hdr *icmp;
+	struct ipv6hdr *ip6;
+	struct ethhdr *eth;
+	int ret;
+
+	pkt->cfg = uplink_config_get();
+	if (!pkt->cfg)
+		return uplink_pass(pkt, CNT_PASS_DISABLED);
+
+	eth = eth_parse(data, data_end);
+	if (!eth)
+		return uplink_pass(pkt, CNT_PASS_TRUNCATED);
+	if (eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return uplink_pass(pkt, CNT_PASS_NOT_IPV6);
+	ip6 = ipv6_parse(data, data_end);
+	if (!ip6)
+		return uplink_pass(pkt, CNT_PASS_TRUNCATED);
+	if (ip6->version != 6)
+		return uplink_pass(pkt, CNT_PASS_NOT_IPV6);
+	/* Only ICMPv6 directly after the fixed header is inspected. */
+	if (ip6->nexthdr != IPPROTO_ICMPV6)
+		return uplink_pass(pkt, ipv6_is_exthdr(ip6->nexthdr) ? CNT_PASS_EXTHDR
+								     : CNT_PASS_NOT_NS);
+	icmp = icmp6_parse(ip6, data_end);
+	if (!icmp)
+		return uplink_pass(pkt, CNT_PASS_TRUNCATED);
+	if (icmp->icmp6_type != ICMP6_NEIGHBOR_SOLICIT)
+		return uplink_pass(pkt, CNT_PASS_NOT_NS);
+
+	ret = ndp_ns_validate(data, data_end, eth, ip6, icmp, &pkt->ns);
+	if (ret)
+		return uplink_pass(pkt, ret);
+	/* Never answer for an address that is not a live endpoint. */
+	ep = endpoint_lookup(pkt->ns.target.s6_addr);
+	if (!ep || !(ep->flags & ENDPOINT_F_PROXY))
+		return uplink_pass(pkt, CNT_NS_NOT_LIVE);
+	return UPLINK_NDP_REPLY;
+}
+
+static __always_inline enum counter_id ndp_answered_counter(const struct ndp_ns *ns)
+{
+	return ns->dad ? CNT_NS_DAD_ANSWERED : CNT_NS_ANSWERED;
+}
+
+/*
+ * xdp_ndp_reply resizes the NS to the NA's fixed length and rewrites it.
+ * bpf_xdp_adjust_tail leaves the frame untouched when it fails (no
+ * tailroom), so passing it on is still safe then.
+ */
+static __always_inline int xdp_ndp_reply(struct xdp_md *ctx, const struct uplink_pkt *pkt)
+{
+	int delta = (int)NDP_NA_FRAME_LEN - (int)(ctx->data_end - ctx->data);
+
+	if (delta && bpf_xdp_adjust_tail(ctx, delta)) {
+		counter_inc(CNT_ERROR);
+		return XDP_PASS;
+	}
+	if (ndp_na_build((void *)(long)ctx->data, (void *)(long)ctx->data_end, &pkt->ns,
+			 pkt->cfg)) {
+		counter_inc(CNT_ERROR);
+		return XDP_PASS;
+	}
+	counter_inc(ndp_answered_counter(&pkt->ns));
+	/* Back out of the port it came in on. */
+	return XDP_TX;
+}
+
+SEC("xdp")
+int xdp_uplink(struct xdp_md *ctx)
+{
+	struct uplink_pkt pkt;
+
+	switch (uplink_classify((void *)(long)ctx->data, (void *)(long)ctx->data_end, &pkt)) {
+	case UPLINK_NDP_REPLY:
+		return xdp_ndp_reply(ctx, &pkt);
+	case UPLINK_PASS:
+		break;
+	}
+	counter_inc(pkt.reason);
+	return XDP_PASS;
+}
+
+/* Bytes of the answer that skb->csum covers: the IPv6 header and the NA. */
+#define NDP_NA_L3_LEN (NDP_NA_FRAME_LEN - (__u32)sizeof(struct ethhdr))
+
+/*
+ * tc_ndp_reply is xdp_ndp_reply for an skb. Besides resizing, it keeps a
+ * CHECKSUM_COMPLETE skb->csum (NICs report one) true for the rewritten
+ * bytes: a stale value makes the receiver of a veth peer log a checksum
+ * fault. bpf_skb_change_tail already accounts for the trimmed or zeroed
+ * grown bytes; the diff of the 72 rewritten bytes does the rest.
+ */
+static __always_inline int tc_ndp_reply(struct __sk_buff *skb, const struct uplink_pkt *pkt)
+{
+	__u8 old[NDP_NA_L3_LEN];
+	void *data, *data_end;
+
+	if (skb->len != NDP_NA_FRAME_LEN && bpf_skb_change_tail(skb, NDP_NA_FRAME_LEN, 0)) {
+		counter_inc(CNT_ERROR);
+		return TC_ACT_UNSPEC;
+	}
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (data + NDP_NA_FRAME_LEN > data_end) {
+		counter_inc(CNT_ERROR);
+		return TC_ACT_UNSPEC;
+	}
+	__builtin_memcpy(old, data + sizeof(struct ethhdr), sizeof(old));
+	if (ndp_na_build(data, data_end, &pkt->ns, pkt->cfg)) {
+		counter_inc(CNT_ERROR);
+		return TC_ACT_UNSPEC;
+	}
+	/* Only acts on CHECKSUM_COMPLETE skbs; an error otherwise is expected. */
+	bpf_csum_update(skb, bpf_csum_diff((__be32 *)old, sizeof(old),
+					   (__be32 *)(data + sizeof(struct ethhdr)),
+					   NDP_NA_L3_LEN, 0));
+	counter_inc(ndp_answered_counter(&pkt->ns));
+	/* Egress of the device it came in on (TC_ACT_REDIRECT). */
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+/*
+ * Longest skb made linear before parsing: the longest NS validated plus its
+ * headers. NDP from a veth or a NIC is linear anyway; this covers GRO'd or
+ * paged skbs without pulling bulk traffic.
+ */
+#define TC_PULL_MAX (NDP_NS_MAX_LEN + (__u32)(sizeof(struct ethhdr) + sizeof(struct ipv6hdr)))
+
+/*
+ * Passing returns TC_ACT_UNSPEC (TCX_NEXT) rather than TC_ACT_OK: under TCX
+ * and clsact it hands the packet to the next program or filter, so v6dp
+ * does not cut other ingress programs off; with none left it is a pass.
+ */
+SEC("tc")
+int tc_uplink(struct __sk_buff *skb)
+{
+	struct uplink_pkt pkt;
+
+	if (skb->protocol == bpf_htons(ETH_P_IPV6) && skb->len <= TC_PULL_MAX &&
+	    skb->data_end - skb->data < skb->len)
+		/* On failure the parse below finds the frame truncated. */
+		bpf_skb_pull_data(skb, skb->len);
+
+	switch (uplink_classify((void *)(long)skb->data, (void *)(long)skb->data_end, &pkt)) {
+	case UPLINK_NDP_REPLY:
+		return tc_ndp_reply(skb, &pkt);
+	case UPLINK_PASS:
+		break;
+	}
+	counter_inc(pkt.reason);
+	return TC_ACT_UNSPEC;
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/v6dp/v6dp/ctrl"
+)
+
+// configFlags registers the daemon configuration's flags on fs, writing
+// into cfg. Names and meanings follow dockerd's where dockerd has one.
+func configFlags(fs *flag.FlagSet, cfg *ctrl.Config) *string {
+	fs.BoolVar(&cfg.IPv6, "ipv6", cfg.IPv6, "enable IPv6 on the bridge (required)")
+	fs.StringVar(&cfg.FixedCIDRv6, "fixed-cidr-v6", cfg.FixedCIDRv6, "prefix containers get their addresses from, e.g. 2001:db8:1::/64")
+	fs.StringVar(&cfg.DefaultGatewayV6, "default-gateway-v6", cfg.DefaultGatewayV6, "containers' default gateway (default fe80::1 on the bridge)")
+	fs.BoolVar(&cfg.IPForward, "ip-forward", cfg.IPForward, "enable IPv6 forwarding (net.ipv6.conf.{all,default}.forwarding=1)")
+	fs.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "bridge the containers hang off (created if missing, adopted if it exists)")
+	fs.StringVar(&cfg.Uplink, "uplink", cfg.Uplink, "host interface towards the router")
+	fs.BoolVar(&cfg.NDPProxy, "ndp-proxy", cfg.NDPProxy, "answer Neighbor Solicitations on the uplink for container addresses")
+	fs.StringVar(&cfg.Addressing, "addressing", cfg.Addressing, "container addresses: auto (mac for /80 or shorter, else sequential), mac, sequential")
+	fs.StringVar(&cfg.Dataplane, "dataplane", cfg.Dataplane, "auto, kernel, xdp or tc")
+	fs.StringVar(&cfg.NASource, "na-source", cfg.NASource, "source address of BPF answers: target or link-local")
+	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory for v6dp's runtime state")
+	fs.StringVar(&cfg.PinDir, "pin-dir", cfg.PinDir, "bpffs directory for pinned programs and maps")
+	fs.Func("netns-dirs", "comma-separated directories searched for container namespaces (default "+strings.Join(ctrl.DefaultNetnsDirs, ",")+")", func(s string) error {
+		cfg.NetnsDirs = strings.Split(s, ",")
+		return nil
+	})
+	fs.DurationVar(&cfg.Resync.Duration, "resync-interval", cfg.Resync.Duration, "period of the full resync with the kernel")
+	return fs.String("config", "", "JSON config file (daemon.json keys; flags win)")
+}
+
+// loadConfig parses the flags over the config file over the defaults.
+func loadConfig(fs *flag.FlagSet, args []string) (*ctrl.Config, []string, error) {
+	cfg := ctrl.DefaultConfig()
+	path := configFlags(fs, &cfg)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if *path != "" {
+		fromFile := ctrl.DefaultConfig()
+		if err := ctrl.LoadConfigFile(*path, &fromFile); err != nil {
+			return nil, nil, err
+		}
+		// Flags given on the command line win over the file.
+		fileFS := flag.NewFlagSet("file", flag.ContinueOnError)
+		configFlags(fileFS, &fromFile)
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name != "config" {
+				_ = fileFS.Set(f.Name, f.Value.String())
+			}
+		})
+		cfg = fromFile
+	}
+	return &cfg, pos, nil
+}
+
+func cmdDaemon(args []string, stderr io.Writer) error {
+	fs := newFlags("daemon", "daemon [flags]", stderr)
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	cfg, pos, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("daemon: unexpected argument %q", pos[0])
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("log-level: %q is not one of debug, info, warn, error", *logLevel)
+	}
+	r, err := cfg.Validate()
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return ctrl.RunDaemon(ctx, r)
+}
+
+// containerConfig is the configuration the container commands act on: the
+// running (or last) daemon's, with flags over it.
+func containerConfig(fs *flag.FlagSet, args []string) (*ctrl.Resolved, []string, error) {
+	cfg, pos, err := loadConfig(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	st := ctrl.Store{Dir: cfg.StateDir}
+	if last, lerr := st.LastConfig(); lerr == nil {
+		merged := *last
+		mfs := flag.NewFlagSet("merge", flag.ContinueOnError)
+		configFlags(mfs, &merged)
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name != "config" && f.Name != "mac" && f.Name != "json" {
+				_ = mfs.Set(f.Name, f.Value.String())
+			}
+		})
+		cfg = &merged
+	} else if cfg.FixedCIDRv6 == "" {
+		return nil, nil, fmt.Errorf("no daemon configuration in %s: start `v6dp daemon` first or pass --ipv6 --fixed-cidr-v6", cfg.StateDir)
+	}
+	r, err := cfg.Validate()
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, pos, nil
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/v6dp/v6dp/ctrl"
+)
+
+func joinAddrs(as []netip.Addr) string {
+	if len(as) == 0 {
+		return "-"
+	}
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("status", "status [--json] [daemon flags]", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	r, _, err := containerConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	rep, err := ctrl.Report(r)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(stdout, rep)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "daemon:\t%s", rep.Daemon)
+	if rep.PID > 0 {
+		fmt.Fprintf(tw, " (pid %d, since %s)", rep.PID, rep.Since.Format("2006-01-02 15:04:05Z"))
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintf(tw, "bridge:\t%s (up: %s)\n", rep.Bridge, yesNo(rep.BridgeUp))
+	fmt.Fprintf(tw, "uplink:\t%s\n", orDash(rep.Uplink))
+	fmt.Fprintf(tw, "prefix:\t%s (addressing %s, gateway %s)\n", rep.Prefix, rep.Addressing, rep.Gateway)
+	fmt.Fprintf(tw, "ndp proxy:\t%s\n", yesNo(rep.NDPProxy))
+	fmt.Fprintf(tw, "dataplane:\t%s", rep.Dataplane)
+	if rep.Attach != "" {
+		fmt.Fprintf(tw, " (%s)", rep.Attach)
+	}
+	fmt.Fprintln(tw)
+	if rep.Reason != "" {
+		fmt.Fprintf(tw, "why:\t%s\n", rep.Reason)
+	}
+	fmt.Fprintf(tw, "endpoints:\t%d (kernel proxy entries %d, BPF map entries %d)\n", len(rep.Endpoints), rep.ProxyEntries, rep.BPFEntries)
+	tw.Flush()
+	if len(rep.Counters) > 0 {
+		fmt.Fprintln(stdout, "\ncounters:")
+		printCounters(stdout, rep.Counters)
+	}
+	if len(rep.Endpoints) > 0 {
+		fmt.Fprintln(stdout)
+		printEndpoints(stdout, rep.Endpoints)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(stdout, "problem: %s\n", p)
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printCounters(w io.Writer, c map[string]uint64) {
+	names := make([]string, 0, len(c))
+	for k := range c {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, k := range names {
+		fmt.Fprintf(tw, "  %s\t%d\n", k, c[k])
+	}
+	tw.Flush()
+}
+
+func printEndpoints(w io.Writer, eps []ctrl.EndpointReport) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tADDRESS\tMAC\tVETH\tKERNEL PROXY\tBPF\tMADE BY")
+	for _, e := range eps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, joinAddrs(e.Addrs), e.MAC, e.HostIf,
+			yesNo(e.KernelProxy), yesNo(e.BPF), e.Owner)
+	}
+	tw.Flush()
+}
+
+func cmdEndpoints(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("endpoints", "endpoints [--json] [daemon flags]", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	r, _, err := containerConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	rep, err := ctrl.Report(r)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(stdout, rep.Endpoints)
+	}
+	printEndpoints(stdout, rep.Endpoints)
+	return nil
+}
+
+func cmdStats(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("stats", "stats [--json] [daemon flags]", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	r, _, err := containerConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	rep, err := ctrl.Report(r)
+	if err != nil {
+		return err
+	}
+	if rep.Counters == nil {
+		return fmt.Errorf("stats: no BPF dataplane pinned under %s (dataplane: %s)", r.PinDir, rep.Dataplane)
+	}
+	if *asJSON {
+		return writeJSON(stdout, rep.Counters)
+	}
+	printCounters(stdout, rep.Counters)
+	return nil
+}

@@ -1,0 +1,293 @@
+package ctrl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Daemon keeps the kernel (and the BPF maps) in line with the endpoints on
+// the bridge until its context ends. It leaves everything in place when it
+// stops, so traffic and NDP answers go on while no daemon runs.
+type Daemon struct {
+	cfg   *Resolved
+	store Store
+	disc  *Discoverer
+	host  *Host
+	accel accel
+	ann   *Announcer
+
+	endpoints map[int]*Endpoint // by host-side ifindex
+	pending   map[int]retry     // ports whose far end has no address yet
+	live      map[netip.Addr]bool
+}
+
+type retry struct {
+	next     time.Time
+	deadline time.Time
+	delay    time.Duration
+}
+
+// Port retries: fast at first (Docker configures the address a few ms
+// after the port appears), then slower, then left to the periodic resync.
+const (
+	retryFirst = 10 * time.Millisecond
+	retryMax   = 500 * time.Millisecond
+	retryFor   = time.Minute
+)
+
+// RunDaemon sets the host up, then reconciles until ctx ends.
+func RunDaemon(ctx context.Context, r *Resolved) error {
+	st := Store{Dir: r.StateDir}
+	// Check what can be checked before changing anything.
+	if _, err := CheckUplink(r.Uplink); err != nil {
+		return err
+	}
+	if rt, err := st.Runtime(); err == nil && rt.PID != os.Getpid() {
+		return fmt.Errorf("state-dir: a daemon (pid %d) already runs with %s", rt.PID, r.StateDir)
+	}
+	j, err := st.Journal()
+	if err != nil {
+		return err
+	}
+	host, err := EnsureHost(r, j)
+	if serr := st.SaveJournal(j); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	if err != nil {
+		return err
+	}
+	d := &Daemon{
+		cfg: r, store: st, host: host,
+		disc:      &Discoverer{Bridge: r.Bridge, Prefix: r.Prefix, Dirs: r.NetnsDirs},
+		endpoints: map[int]*Endpoint{},
+		pending:   map[int]retry{},
+		live:      map[netip.Addr]bool{},
+	}
+	rt := &Runtime{PID: os.Getpid(), Started: time.Now().UTC(), Config: r.Config, Addressing: r.Addressing}
+	d.accel, rt.Dataplane, rt.Attach, rt.Reason = startAccel(r, host, j)
+	if serr := st.SaveJournal(j); serr != nil {
+		slog.Warn("saving journal", "err", serr)
+	}
+	slog.Info("dataplane selected", "dataplane", rt.Dataplane, "attach", rt.Attach, "reason", rt.Reason)
+	if r.NDPProxy && host.Uplink != nil {
+		d.ann = NewAnnouncer(r.Uplink, r.IPForward)
+	}
+	defer d.ann.Close()
+	if d.accel != nil {
+		defer d.accel.Close()
+	}
+	if err := st.SaveRuntime(rt); err != nil {
+		return fmt.Errorf("state-dir: %w", err)
+	}
+	defer os.Remove(st.path("daemon.json"))
+
+	updates := make(chan netlink.LinkUpdate, 4096)
+	done := make(chan struct{})
+	defer close(done)
+	subErr := make(chan error, 1)
+	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		ErrorCallback: func(err error) {
+			select {
+			case subErr <- err:
+			default:
+			}
+		},
+	}); err != nil {
+		return fmt.Errorf("subscribing to link events: %w", err)
+	}
+	d.resync(false)
+	slog.Info("daemon running", "bridge", r.Bridge, "uplink", r.Uplink, "prefix", r.Prefix,
+		"addressing", r.Addressing, "endpoints", len(d.endpoints), "addresses", len(d.live))
+
+	full := time.NewTicker(r.Resync.Duration)
+	defer full.Stop()
+	fast := time.NewTicker(retryFirst)
+	defer fast.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			slog.Info("daemon stopping; dataplane stays in place", "addresses", len(d.live))
+			return nil
+		case err := <-subErr:
+			// Lost events (ENOBUFS under a burst): a full resync repairs.
+			slog.Warn("link events", "err", err)
+			d.resync(true)
+		case u := <-updates:
+			changed := d.onLink(u)
+			// Drain what is queued so a burst costs one apply.
+			for more := true; more; {
+				select {
+				case u := <-updates:
+					changed = d.onLink(u) || changed
+				default:
+					more = false
+				}
+			}
+			if changed {
+				d.apply()
+			}
+		case <-fast.C:
+			if len(d.pending) > 0 && d.retryPending() {
+				d.apply()
+			}
+		case <-full.C:
+			d.resync(true)
+		}
+	}
+}
+
+// onLink handles one link event and reports whether the endpoint set
+// changed.
+func (d *Daemon) onLink(u netlink.LinkUpdate) bool {
+	a := u.Link.Attrs()
+	idx := a.Index
+	onBridge := a.MasterIndex == d.host.Bridge.Attrs().Index && u.Link.Type() == "veth"
+	if u.Header.Type == unix.RTM_DELLINK || !onBridge {
+		delete(d.pending, idx)
+		if _, ok := d.endpoints[idx]; ok {
+			delete(d.endpoints, idx)
+			return true
+		}
+		return false
+	}
+	if _, known := d.endpoints[idx]; known {
+		return false
+	}
+	if _, waiting := d.pending[idx]; waiting {
+		return false
+	}
+	if err := preparePort(u.Link); err != nil && !isGone(err) {
+		slog.Debug("port ipv6 off", "port", a.Name, "err", err)
+	}
+	now := time.Now()
+	d.pending[idx] = retry{next: now, deadline: now.Add(retryFor), delay: retryFirst}
+	return d.retryPending()
+}
+
+// retryPending resolves the ports that are due and reports whether any
+// became an endpoint.
+func (d *Daemon) retryPending() bool {
+	now := time.Now()
+	changed := false
+	for idx, r := range d.pending {
+		if now.Before(r.next) {
+			continue
+		}
+		ep, err := d.disc.Port(idx)
+		switch {
+		case err == nil && len(ep.Addrs) > 0:
+			d.endpoints[idx] = ep
+			delete(d.pending, idx)
+			changed = true
+			continue
+		case err != nil && isGone(err):
+			delete(d.pending, idx)
+			continue
+		}
+		if now.After(r.deadline) {
+			// The periodic resync picks it up if it ever gets an address.
+			delete(d.pending, idx)
+			continue
+		}
+		r.delay = min(r.delay*2, retryMax)
+		r.next = now.Add(r.delay)
+		d.pending[idx] = r
+	}
+	return changed
+}
+
+// resync rebuilds the endpoint set from the kernel and re-applies the host
+// configuration: the repair for lost events, crashed daemons and hands
+// that changed things behind v6dp's back.
+func (d *Daemon) resync(periodic bool) {
+	if periodic {
+		j, err := d.store.Journal()
+		if err == nil {
+			if h, err := EnsureHost(d.cfg, j); err != nil {
+				slog.Warn("host configuration", "err", err)
+			} else {
+				d.host = h
+			}
+			_ = d.store.SaveJournal(j)
+		}
+	}
+	eps, err := d.disc.Scan()
+	if err != nil && !periodic {
+		slog.Info("ports without a known namespace", "err", err)
+	}
+	next := map[int]*Endpoint{}
+	for i := range eps {
+		ep := eps[i]
+		if len(ep.Addrs) == 0 {
+			continue
+		}
+		next[ep.HostIndex] = &ep
+		if !periodic {
+			if err := preparePort(mustLinkByIndex(ep.HostIndex)); err != nil && !isGone(err) {
+				slog.Debug("port ipv6 off", "port", ep.HostIf, "err", err)
+			}
+		}
+	}
+	d.endpoints = next
+	d.apply()
+}
+
+func mustLinkByIndex(i int) netlink.Link {
+	l, err := netlink.LinkByIndex(i)
+	if err != nil {
+		return &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("if%d", i)}}
+	}
+	return l
+}
+
+// apply pushes the endpoint set into the kernel proxy entries and the BPF
+// maps, and announces the addresses that are new.
+func (d *Daemon) apply() {
+	want := map[netip.Addr]bool{}
+	for _, ep := range d.endpoints {
+		for _, a := range ep.Addrs {
+			want[a] = true
+		}
+	}
+	var fresh []netip.Addr
+	for a := range want {
+		if !d.live[a] {
+			fresh = append(fresh, a)
+		}
+	}
+	// The BPF map first: it answers before the kernel would.
+	if d.accel != nil {
+		if err := d.accel.Sync(d.endpoints); err != nil {
+			slog.Warn("bpf endpoints", "err", err)
+		}
+	}
+	if d.cfg.NDPProxy && d.host.Uplink != nil {
+		if _, _, err := SyncProxy(d.host.Uplink.Attrs().Index, d.cfg.Prefix, want); err != nil {
+			slog.Warn("proxy entries", "err", err)
+		}
+	}
+	var gone []netip.Addr
+	for a := range d.live {
+		if !want[a] {
+			gone = append(gone, a)
+		}
+	}
+	sort.Slice(fresh, func(i, j int) bool { return fresh[i].Less(fresh[j]) })
+	for _, a := range fresh {
+		slog.Info("endpoint address live", "addr", a)
+	}
+	for _, a := range gone {
+		slog.Info("endpoint address gone", "addr", a)
+	}
+	d.live = want
+	d.ann.Announce(fresh)
+}

@@ -1,0 +1,103 @@
+package ctrl
+
+import (
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// EndpointReport is one endpoint as `v6dp endpoints` shows it.
+type EndpointReport struct {
+	Name   string       `json:"name"`
+	Addrs  []netip.Addr `json:"addrs"`
+	MAC    string       `json:"mac"`
+	HostIf string       `json:"veth"`
+	Netns  string       `json:"netns,omitempty"`
+	Owner  string       `json:"made_by"`
+	// KernelProxy: every address has its NTF_PROXY entry on the uplink.
+	KernelProxy bool `json:"kernel_proxy"`
+	// BPF: every address is in the BPF endpoints map.
+	BPF bool `json:"bpf"`
+}
+
+// StatusReport is what `v6dp status` shows.
+type StatusReport struct {
+	Daemon       string            `json:"daemon"`
+	PID          int               `json:"pid,omitempty"`
+	Since        *time.Time        `json:"since,omitempty"`
+	Bridge       string            `json:"bridge"`
+	BridgeUp     bool              `json:"bridge_up"`
+	Uplink       string            `json:"uplink,omitempty"`
+	Prefix       string            `json:"prefix"`
+	Addressing   string            `json:"addressing"`
+	Gateway      string            `json:"gateway"`
+	NDPProxy     bool              `json:"ndp_proxy"`
+	Dataplane    string            `json:"dataplane"`
+	Attach       string            `json:"attach,omitempty"`
+	Reason       string            `json:"reason,omitempty"`
+	ProxyEntries int               `json:"kernel_proxy_entries"`
+	BPFEntries   int               `json:"bpf_endpoints"`
+	Endpoints    []EndpointReport  `json:"endpoints"`
+	Counters     map[string]uint64 `json:"counters,omitempty"`
+	Problems     []string          `json:"problems,omitempty"`
+}
+
+// Report gathers the status from the kernel, the pinned BPF maps and the
+// daemon's runtime record; it works with or without a running daemon.
+func Report(r *Resolved) (*StatusReport, error) {
+	st := Store{Dir: r.StateDir}
+	rep := &StatusReport{Daemon: "stopped", Bridge: r.Bridge, Uplink: r.Uplink, Prefix: r.Prefix.String(),
+		Addressing: r.Addressing, Gateway: r.Gateway.String(), NDPProxy: r.NDPProxy, Dataplane: "none"}
+	if rt, err := st.Runtime(); err == nil {
+		rep.Daemon, rep.PID, rep.Since = "running", rt.PID, &rt.Started
+		rep.Dataplane, rep.Attach, rep.Reason = rt.Dataplane, rt.Attach, rt.Reason
+	} else if rt != nil && rt.PID > 0 {
+		rep.Daemon = "not running (left the dataplane in place)"
+		rep.Dataplane, rep.Attach, rep.Reason = rt.Dataplane, rt.Attach, rt.Reason
+	}
+	if br, err := netlink.LinkByName(r.Bridge); err == nil {
+		rep.BridgeUp = br.Attrs().Flags&1 != 0
+	} else {
+		rep.Problems = append(rep.Problems, "bridge "+r.Bridge+" does not exist")
+	}
+	proxies := map[netip.Addr]bool{}
+	if r.Uplink != "" {
+		if up, err := netlink.LinkByName(r.Uplink); err == nil {
+			if p, err := ProxyEntries(up.Attrs().Index, r.Prefix); err == nil {
+				proxies = p
+			}
+		} else {
+			rep.Problems = append(rep.Problems, "uplink "+r.Uplink+" does not exist")
+		}
+	}
+	rep.ProxyEntries = len(proxies)
+	inBPF, counters := bpfView(r.PinDir)
+	rep.BPFEntries, rep.Counters = len(inBPF), counters
+	owned := map[string]bool{}
+	if cs, err := st.Containers(); err == nil {
+		for _, c := range cs {
+			owned[c.Netns] = true
+		}
+	}
+	d := &Discoverer{Bridge: r.Bridge, Prefix: r.Prefix, Dirs: r.NetnsDirs}
+	eps, err := d.Scan()
+	if err != nil {
+		rep.Problems = append(rep.Problems, err.Error())
+	}
+	for _, ep := range eps {
+		e := EndpointReport{Name: ep.Name, Addrs: ep.Addrs, MAC: ep.MAC.String(), HostIf: ep.HostIf,
+			Netns: ep.Netns, Owner: "other", KernelProxy: len(ep.Addrs) > 0, BPF: len(ep.Addrs) > 0}
+		if owned[ep.Netns] {
+			e.Owner = "v6dp"
+		}
+		for _, a := range ep.Addrs {
+			e.KernelProxy = e.KernelProxy && proxies[a]
+			e.BPF = e.BPF && inBPF[a]
+		}
+		rep.Endpoints = append(rep.Endpoints, e)
+	}
+	sort.Slice(rep.Endpoints, func(i, j int) bool { return rep.Endpoints[i].Name < rep.Endpoints[j].Name })
+	return rep, nil
+}

@@ -1,0 +1,187 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultPinDir is where maps and links are pinned when Open gets "".
+const DefaultPinDir = "/sys/fs/bpf/v6dp"
+
+// bpffsRoot is where bpffs is mounted when it is not mounted yet.
+const bpffsRoot = "/sys/fs/bpf"
+
+var (
+	// ErrNotIPv6 is returned for an endpoint address that is not IPv6.
+	ErrNotIPv6 = errors.New("address is not IPv6")
+	// ErrBadMAC is returned for a MAC address that is not 6 bytes long.
+	ErrBadMAC = errors.New("MAC address is not 6 bytes")
+	// ErrNotAttached is returned by Detach when v6dp has nothing attached.
+	ErrNotAttached = errors.New("nothing attached by v6dp")
+)
+
+// Endpoint flags (endpoint_flags in headers/v6dp.h).
+const (
+	// EndpointProxy makes the uplink answer NDP for the endpoint's address.
+	EndpointProxy = uint32(uplinkEndpointFlagsENDPOINT_F_PROXY)
+	// EndpointForward lets BPF forward the endpoint's packets.
+	EndpointForward = uint32(uplinkEndpointFlagsENDPOINT_F_FORWARD)
+)
+
+// Mode says how a program is attached to an interface.
+type Mode string
+
+// Attachment modes, from fastest to most compatible.
+const (
+	ModeXDPNative  Mode = "xdp-native"
+	ModeXDPGeneric Mode = "xdp-generic"
+	ModeTCX        Mode = "tcx"
+	ModeTCLegacy   Mode = "tc-clsact"
+)
+
+// Endpoint is a live endpoint address as the dataplane sees it.
+type Endpoint struct {
+	Addr netip.Addr
+	// Ifindex of the host-side veth of the endpoint.
+	Ifindex uint32
+	// MAC of the endpoint's own interface; HostMAC of the host-side veth.
+	MAC, HostMAC net.HardwareAddr
+	MTU          uint32
+	// Flags are EndpointProxy and EndpointForward bits.
+	Flags uint32
+}
+
+// UplinkConfig is what the uplink programs need to answer.
+type UplinkConfig struct {
+	Ifindex int
+	// MAC goes into the answers' Ethernet source and TLLA option.
+	MAC net.HardwareAddr
+	// LinkLocal is the answers' IPv6 source when NASourceLinkLocal is set.
+	LinkLocal netip.Addr
+	// Router sets the R flag (RFC 4861 4.4): the host routes for its endpoints.
+	Router bool
+	// NASourceLinkLocal sources answers from LinkLocal instead of the target.
+	NASourceLinkLocal bool
+}
+
+// Dataplane holds the loaded programs and the (pinned) maps.
+type Dataplane struct {
+	pinDir string
+	objs   uplinkObjects
+	// counterNames[id] is the snake_case name of counter id.
+	counterNames []string
+}
+
+// Open loads the programs and maps, reusing maps pinned under pinDir
+// (DefaultPinDir when empty). bpffs is mounted at /sys/fs/bpf if it is not
+// mounted yet. A pinned map whose layout differs from the one compiled in
+// is replaced by a new, empty one.
+//
+// A verifier error is wrapped; print it with %+v for the full log.
+func Open(pinDir string) (*Dataplane, error) {
+	if pinDir == "" {
+		pinDir = DefaultPinDir
+	}
+	if err := ensureBPFFS(pinDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(pinDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating pin directory: %w", err)
+	}
+	spec, err := loadUplink()
+	if err != nil {
+		return nil, err
+	}
+	if err := removeIncompatiblePins(spec, pinDir); err != nil {
+		return nil, err
+	}
+	names, err := counterNames(spec)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dataplane{pinDir: pinDir, counterNames: names}
+	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}
+	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
+		return nil, fmt.Errorf("loading uplink objects: %w", err)
+	}
+	return d, nil
+}
+
+// Close closes the file descriptors. Pins and attachments stay in place, so
+// the programs keep answering after the daemon exits.
+func (d *Dataplane) Close() error {
+	return d.objs.Close()
+}
+
+// ensureBPFFS mounts bpffs at /sys/fs/bpf when pinDir lies below it and it
+// is not mounted (minimal hosts and fresh network namespaces lack it).
+func ensureBPFFS(pinDir string) error {
+	if !strings.HasPrefix(filepath.Clean(pinDir)+"/", bpffsRoot+"/") {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(bpffsRoot, &st); err != nil {
+		return fmt.Errorf("checking %s: %w", bpffsRoot, err)
+	}
+	if st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if err := unix.Mount("bpffs", bpffsRoot, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mounting bpffs at %s: %w", bpffsRoot, err)
+	}
+	return nil
+}
+
+// removeIncompatiblePins unpins every pinned map that the spec cannot reuse
+// (an upgrade changed its layout), so loading pins a fresh one instead of
+// failing. Its old contents are lost; the control plane resyncs them.
+func removeIncompatiblePins(spec *ebpf.CollectionSpec, pinDir string) error {
+	for name, ms := range spec.Maps {
+		if ms.Pinning != ebpf.PinByName {
+			continue
+		}
+		path := filepath.Join(pinDir, name)
+		m, err := ebpf.LoadPinnedMap(path, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err == nil {
+			err = ms.Compatible(m)
+			m.Close()
+			if err == nil {
+				continue
+			}
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("removing incompatible pinned map %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// counterNames names the counters after the counter_id enum in the
+// object's BTF: CNT_NS_ANSWERED becomes "ns_answered". The C header stays
+// the one place where counters are defined.
+func counterNames(spec *ebpf.CollectionSpec) ([]string, error) {
+	var e *btf.Enum
+	if err := spec.Types.TypeByName("counter_id", &e); err != nil {
+		return nil, fmt.Errorf("finding counter_id in BTF: %w", err)
+	}
+	names := make([]string, uplinkCounterIdCNT_MAX)
+	for _, v := range e.Values {
+		if v.Value >= uint64(len(names)) {
+			continue
+		}
+		names[v.Value] = strings.ToLower(strings.TrimPrefix(v.Name, "CNT_"))
+	}
+	return names, nil
+}

@@ -1,0 +1,180 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+)
+
+// SetUplink writes the uplink settings and enables the programs: until the
+// first SetUplink they pass every frame.
+func (d *Dataplane) SetUplink(c UplinkConfig) error {
+	if len(c.MAC) != 6 {
+		return fmt.Errorf("uplink: %w", ErrBadMAC)
+	}
+	v := uplinkUplinkConfig{
+		Ifindex: uint32(c.Ifindex),
+		Flags:   uint32(uplinkUplinkFlagsUPLINK_F_ENABLED),
+	}
+	copy(v.Mac[:], c.MAC)
+	if c.LinkLocal.IsValid() {
+		if !c.LinkLocal.Is6() || c.LinkLocal.Is4In6() {
+			return fmt.Errorf("uplink link-local %s: %w", c.LinkLocal, ErrNotIPv6)
+		}
+		v.LinkLocal = c.LinkLocal.As16()
+	}
+	if c.Router {
+		v.Flags |= uint32(uplinkUplinkFlagsUPLINK_F_ROUTER)
+	}
+	if c.NASourceLinkLocal {
+		if !c.LinkLocal.IsValid() {
+			return fmt.Errorf("uplink: NA source link-local without a link-local address: %w", ErrNotIPv6)
+		}
+		v.Flags |= uint32(uplinkUplinkFlagsUPLINK_F_NA_SRC_LL)
+	}
+	if err := d.objs.V6dpUplinkCfg.Put(uint32(0), &v); err != nil {
+		return fmt.Errorf("writing uplink config: %w", err)
+	}
+	return nil
+}
+
+func endpointKey(a netip.Addr) (uplinkEndpointKey, error) {
+	if !a.Is6() || a.Is4In6() {
+		return uplinkEndpointKey{}, fmt.Errorf("endpoint %s: %w", a, ErrNotIPv6)
+	}
+	// The zone is not part of the key: the map holds global addresses.
+	return uplinkEndpointKey{Addr: a.WithZone("").As16()}, nil
+}
+
+func endpointValue(e Endpoint) (uplinkEndpointInfo, error) {
+	v := uplinkEndpointInfo{Ifindex: e.Ifindex, Flags: e.Flags, Mtu: e.MTU}
+	for _, m := range []net.HardwareAddr{e.MAC, e.HostMAC} {
+		if m != nil && len(m) != 6 {
+			return v, fmt.Errorf("endpoint %s MAC %s: %w", e.Addr, m, ErrBadMAC)
+		}
+	}
+	copy(v.Mac[:], e.MAC)
+	copy(v.HostMac[:], e.HostMAC)
+	return v, nil
+}
+
+func endpointFrom(k uplinkEndpointKey, v uplinkEndpointInfo) Endpoint {
+	return Endpoint{
+		Addr:    netip.AddrFrom16(k.Addr),
+		Ifindex: v.Ifindex,
+		MAC:     net.HardwareAddr(append([]byte(nil), v.Mac[:]...)),
+		HostMAC: net.HardwareAddr(append([]byte(nil), v.HostMac[:]...)),
+		MTU:     v.Mtu,
+		Flags:   v.Flags,
+	}
+}
+
+// PutEndpoint adds or updates one endpoint.
+func (d *Dataplane) PutEndpoint(e Endpoint) error {
+	k, err := endpointKey(e.Addr)
+	if err != nil {
+		return err
+	}
+	v, err := endpointValue(e)
+	if err != nil {
+		return err
+	}
+	if err := d.objs.V6dpEndpoints.Put(&k, &v); err != nil {
+		return fmt.Errorf("writing endpoint %s: %w", e.Addr, err)
+	}
+	return nil
+}
+
+// DeleteEndpoint removes one endpoint; removing an absent one is not an error.
+func (d *Dataplane) DeleteEndpoint(a netip.Addr) error {
+	k, err := endpointKey(a)
+	if err != nil {
+		return err
+	}
+	if err := d.objs.V6dpEndpoints.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("deleting endpoint %s: %w", a, err)
+	}
+	return nil
+}
+
+// Endpoints returns the endpoints in the map, keyed by address.
+func (d *Dataplane) Endpoints() (map[netip.Addr]Endpoint, error) {
+	var (
+		k   uplinkEndpointKey
+		v   uplinkEndpointInfo
+		out = make(map[netip.Addr]Endpoint)
+	)
+	it := d.objs.V6dpEndpoints.Iterate()
+	for it.Next(&k, &v) {
+		e := endpointFrom(k, v)
+		out[e.Addr] = e
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading endpoints: %w", err)
+	}
+	return out, nil
+}
+
+// SyncEndpoints makes the map hold exactly want: it writes the new and
+// changed endpoints first, then deletes the others, so an address that
+// stays live is never missing in between. Errors are joined, not fatal.
+func (d *Dataplane) SyncEndpoints(want map[netip.Addr]Endpoint) error {
+	have, err := d.Endpoints()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	keep := make(map[netip.Addr]bool, len(want))
+	for a, e := range want {
+		e.Addr = a
+		k, err := endpointKey(a)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		keep[netip.AddrFrom16(k.Addr)] = true
+		if old, ok := have[netip.AddrFrom16(k.Addr)]; ok && sameEndpoint(old, e) {
+			continue
+		}
+		if err := d.PutEndpoint(e); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for a := range have {
+		if keep[a] {
+			continue
+		}
+		if err := d.DeleteEndpoint(a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sameEndpoint compares what the map stores (a nil MAC is stored as zeros).
+func sameEndpoint(a, b Endpoint) bool {
+	va, errA := endpointValue(a)
+	vb, errB := endpointValue(b)
+	return errA == nil && errB == nil && va == vb
+}
+
+// Counters returns the packet counters summed over CPUs, keyed by the
+// snake_case form of their counter_id name ("ns_answered", "pass_not_ipv6").
+func (d *Dataplane) Counters() (map[string]uint64, error) {
+	out := make(map[string]uint64, len(d.counterNames))
+	var perCPU []uint64
+	for id, name := range d.counterNames {
+		if err := d.objs.V6dpCounters.Lookup(uint32(id), &perCPU); err != nil {
+			return nil, fmt.Errorf("reading counter %s: %w", name, err)
+		}
+		var sum uint64
+		for _, n := range perCPU {
+			sum += n
+		}
+		out[name] = sum
+	}
+	return out, nil
+}

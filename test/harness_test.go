@@ -1,0 +1,259 @@
+// Integration tests: the seed's topologies in network namespaces made by
+// the tests, the real v6dp binary, real kernels on both sides. Root only.
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/v6dp/v6dp/test/topo"
+)
+
+var v6dpBin string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("integration tests need root: skipped")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "v6dp-bin-")
+	if err != nil {
+		panic(err)
+	}
+	v6dpBin = filepath.Join(dir, "v6dp")
+	if out, err := exec.Command("go", "build", "-o", v6dpBin, "../cmd/v6dp").CombinedOutput(); err != nil {
+		fmt.Printf("building v6dp: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// seed is the original document's NDP proxy example: the router on-link
+// for 2001:db8::/64, the host at 2001:db8::c001 on eth0, Docker's
+// containers in a prefix behind the bridge.
+type seed struct {
+	*topo.Topo
+	Router, Host string
+	StateDir     string
+	PinDir       string
+	Prefix       string
+}
+
+const (
+	routerAddr = "2001:db8::1"
+	hostAddr   = "2001:db8::c001"
+)
+
+func newSeed(t *testing.T, prefix string) *seed {
+	t.Helper()
+	tp := topo.New(t)
+	s := &seed{Topo: tp, Prefix: prefix, StateDir: t.TempDir(), PinDir: "/sys/fs/bpf/v6dp-test-" + tp.Tag}
+	s.Router = tp.NS("router")
+	s.Host = tp.NS("host")
+	tp.Veth(s.Router, "eth0", s.Host, "eth0")
+	tp.MustRun(s.Router, "ip", "addr", "add", routerAddr+"/64", "dev", "eth0", "nodad")
+	tp.MustRun(s.Router, "ip", "link", "set", "eth0", "up")
+	tp.Sysctl(s.Host, "net.ipv6.conf.eth0.accept_ra", "1")
+	tp.MustRun(s.Host, "ip", "addr", "add", hostAddr+"/64", "dev", "eth0", "nodad")
+	tp.MustRun(s.Host, "ip", "link", "set", "eth0", "up")
+	tp.MustRun(s.Host, "ip", "-6", "route", "add", "default", "via", routerAddr, "dev", "eth0")
+	// Runs after the namespaces are gone (cleanups run last in, first
+	// out): whatever v6dp left in the shared filesystem goes too.
+	tp.Defer(func() {
+		os.RemoveAll(s.PinDir)
+		for _, c := range s.containers() {
+			topo.DeleteNS(c)
+		}
+	})
+	return s
+}
+
+// containers lists the container namespaces v6dp recorded for this test.
+func (s *seed) containers() []string {
+	ents, _ := os.ReadDir(filepath.Join(s.StateDir, "containers"))
+	var out []string
+	for _, e := range ents {
+		out = append(out, strings.TrimSuffix(e.Name(), ".json"))
+	}
+	return out
+}
+
+// name makes a container name unique to this test run.
+func (s *seed) name(n string) string { return n + "-" + s.Tag }
+
+// v6dp runs the v6dp CLI in the host namespace, with the host's bpffs.
+func (s *seed) v6dp(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	full := append(args, "--state-dir", s.StateDir)
+	cmd := topo.Nsenter(ctx, s.Host, append([]string{v6dpBin}, full...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("v6dp %s: %w: %s", strings.Join(full, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+func (s *seed) mustV6dp(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := s.v6dp(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// daemon is a running `v6dp daemon`.
+type daemon struct {
+	t    *testing.T
+	s    *seed
+	args []string
+	cmd  *exec.Cmd
+	log  *os.File
+}
+
+// daemonArgs are the seed's flags for the proxy example.
+func (s *seed) daemonArgs(dataplane string, extra ...string) []string {
+	a := []string{"daemon", "--ipv6", "--fixed-cidr-v6", s.Prefix, "--uplink", "eth0", "--ndp-proxy",
+		"--dataplane", dataplane, "--pin-dir", s.PinDir, "--state-dir", s.StateDir, "--log-level", "debug"}
+	return append(a, extra...)
+}
+
+func (s *seed) startDaemon(t *testing.T, args []string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, s: s, args: args, log: s.LogFile("daemon")}
+	d.start()
+	s.Defer(func() {
+		d.stop()
+		// Remove what v6dp made on the host, as an operator would.
+		_, _ = s.v6dp("cleanup")
+	})
+	return d
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	d.cmd = topo.Nsenter(context.Background(), d.s.Host, append([]string{v6dpBin}, d.args...)...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	eventually(d.t, 10*time.Second, func() error {
+		b, _ := os.ReadFile(d.log.Name())
+		if strings.Contains(string(b), "daemon running") {
+			return nil
+		}
+		if d.cmd.ProcessState != nil {
+			return fmt.Errorf("daemon exited")
+		}
+		return fmt.Errorf("daemon not running yet")
+	})
+}
+
+// stop sends SIGTERM and waits; the dataplane stays behind.
+func (d *daemon) stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-done
+	}
+	d.cmd = nil
+}
+
+// kill ends the daemon with SIGKILL: nothing of its own shutdown runs.
+func (d *daemon) kill() {
+	if d.cmd == nil {
+		return
+	}
+	_ = d.cmd.Process.Kill()
+	_ = d.cmd.Wait()
+	d.cmd = nil
+}
+
+// eventually retries f until it succeeds or the time is up.
+func eventually(t *testing.T, limit time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var err error
+	for {
+		if err = f(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", limit, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// endpointReport mirrors `v6dp endpoints --json`.
+type endpointReport struct {
+	Name        string   `json:"name"`
+	Addrs       []string `json:"addrs"`
+	MAC         string   `json:"mac"`
+	Veth        string   `json:"veth"`
+	KernelProxy bool     `json:"kernel_proxy"`
+	BPF         bool     `json:"bpf"`
+}
+
+func (s *seed) endpoints(t *testing.T) map[string]endpointReport {
+	t.Helper()
+	out := s.mustV6dp(t, "endpoints", "--json")
+	var eps []endpointReport
+	if err := json.Unmarshal([]byte(out), &eps); err != nil {
+		t.Fatalf("endpoints --json: %v: %s", err, out)
+	}
+	m := map[string]endpointReport{}
+	for _, e := range eps {
+		for _, a := range e.Addrs {
+			m[a] = e
+		}
+	}
+	return m
+}
+
+// addContainer runs `v6dp container add` and returns its address.
+func (s *seed) addContainer(t *testing.T, name string, extra ...string) string {
+	t.Helper()
+	out := s.mustV6dp(t, append([]string{"container", "add", name}, extra...)...)
+	f := strings.Fields(out)
+	if len(f) < 2 {
+		t.Fatalf("container add %s: unexpected output %q", name, out)
+	}
+	return f[1]
+}
+
+// waitLive waits until the daemon has the address in its answer set
+// (kernel proxy entry; and BPF map entry when bpf is set).
+func (s *seed) waitLive(t *testing.T, addr string, bpf bool) {
+	t.Helper()
+	eventually(t, 5*time.Second, func() error {
+		e, ok := s.endpoints(t)[addr]
+		if !ok || !e.KernelProxy || (bpf && !e.BPF) {
+			return fmt.Errorf("%s not live yet: %+v", addr, e)
+		}
+		return nil
+	})
+}
+
+func (s *seed) hostMAC(t *testing.T) string {
+	t.Helper()
+	return strings.TrimSpace(s.MustRun(s.Host, "cat", "/sys/class/net/eth0/address"))
+}
