@@ -12,8 +12,8 @@
 // a restarted daemon adopts the maps with their contents and replaces the
 // programs of the pinned links atomically.
 //
-// Minimum kernel: 5.18 (bpf_link based XDP attachment that can be detached
-// through its pin, bounded loops, BTF-described maps). TCX needs 6.6; older
-// kernels get the clsact fallback. The packet tests need 5.15 or later for
-// BPF_PROG_TEST_RUN with an XDP context.
+// Minimum kernel: 5.9 (XDP attached through a pinnable bpf_link; growing an
+// XDP frame with bpf_xdp_adjust_tail needs 5.8, bounded loops 5.3). TCX
+// needs 6.6; older kernels get the clsact fallback. Developed and tested on
+// 6.18.
 package loader

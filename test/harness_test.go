@@ -44,6 +44,11 @@ func TestMain(m *testing.M) {
 type seed struct {
 	*topo.Topo
 	Router, Host string
+	// RouterIf is the router's interface. Its name is unique per test:
+	// Go's net package caches interface names to indexes for up to a
+	// minute, process-wide, and the NDP sockets the tests open in each
+	// router namespace resolve their zone by name.
+	RouterIf string
 	StateDir     string
 	PinDir       string
 	Prefix       string
@@ -60,9 +65,10 @@ func newSeed(t *testing.T, prefix string) *seed {
 	s := &seed{Topo: tp, Prefix: prefix, StateDir: t.TempDir(), PinDir: "/sys/fs/bpf/v6dp-test-" + tp.Tag}
 	s.Router = tp.NS("router")
 	s.Host = tp.NS("host")
-	tp.Veth(s.Router, "eth0", s.Host, "eth0")
-	tp.MustRun(s.Router, "ip", "addr", "add", routerAddr+"/64", "dev", "eth0", "nodad")
-	tp.MustRun(s.Router, "ip", "link", "set", "eth0", "up")
+	s.RouterIf = "rt" + tp.Tag
+	tp.Veth(s.Router, s.RouterIf, s.Host, "eth0")
+	tp.MustRun(s.Router, "ip", "addr", "add", routerAddr+"/64", "dev", s.RouterIf, "nodad")
+	tp.MustRun(s.Router, "ip", "link", "set", s.RouterIf, "up")
 	tp.Sysctl(s.Host, "net.ipv6.conf.eth0.accept_ra", "1")
 	tp.MustRun(s.Host, "ip", "addr", "add", hostAddr+"/64", "dev", "eth0", "nodad")
 	tp.MustRun(s.Host, "ip", "link", "set", "eth0", "up")

@@ -12,7 +12,7 @@ import (
 
 // dataplanes are the dataplanes every NDP scenario runs under, with the
 // same expected results (parity).
-func dataplanes() []string { return []string{"kernel"} }
+func dataplanes() []string { return []string{"kernel", "xdp", "tc"} }
 
 func (s *seed) counters(t *testing.T, dp string) map[string]uint64 {
 	t.Helper()

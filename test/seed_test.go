@@ -116,12 +116,12 @@ func testNDPProxySeed(t *testing.T, dp string) {
 
 	// The router's own kernel resolves the address and reaches it.
 	s.MustRun(s.Router, "ping", "-c", "2", "-W", "2", "2001:db8::c009")
-	neigh := s.MustRun(s.Router, "ip", "-6", "neigh", "show", "2001:db8::c009", "dev", "eth0")
+	neigh := s.MustRun(s.Router, "ip", "-6", "neigh", "show", "2001:db8::c009", "dev", s.RouterIf)
 	if !strings.Contains(neigh, "lladdr "+hostMAC) {
 		t.Errorf("router's neighbour entry for 2001:db8::c009: want lladdr %s (the host), got %q", hostMAC, neigh)
 	}
 
-	conn, err := topo.ListenNDP(s.Router, "eth0")
+	conn, err := topo.ListenNDP(s.Router, s.RouterIf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,9 +136,9 @@ func testNDPProxySeed(t *testing.T, dp string) {
 		checkAnswer(t, "multicast NS for "+a, ans, hostMAC, dp, true)
 		// Unicast NS, as the router's reachability probe: needs the
 		// router to know where to send it.
-		s.MustRun(s.Router, "ip", "-6", "neigh", "replace", a, "lladdr", hostMAC, "dev", "eth0", "nud", "permanent")
+		s.MustRun(s.Router, "ip", "-6", "neigh", "replace", a, "lladdr", hostMAC, "dev", s.RouterIf, "nud", "permanent")
 		ans, err = conn.Solicit(target, target, 2*time.Second)
-		s.MustRun(s.Router, "ip", "-6", "neigh", "del", a, "dev", "eth0")
+		s.MustRun(s.Router, "ip", "-6", "neigh", "del", a, "dev", s.RouterIf)
 		if err != nil {
 			t.Fatalf("unicast NS for %s: %v", a, err)
 		}

@@ -124,7 +124,7 @@ func (c *NDPConn) Solicit(target, dst netip.Addr, timeout time.Duration) (*Answe
 		if !ok || na.TargetAddress != target {
 			continue
 		}
-		a := &Answer{NA: na, Source: from, RTT: time.Since(start)}
+		a := &Answer{NA: na, Source: from.WithZone(""), RTT: time.Since(start)}
 		for _, o := range na.Options {
 			if l, ok := o.(*ndp.LinkLayerAddress); ok && l.Direction == ndp.Target {
 				a.TLLA = l.Addr
