@@ -28,12 +28,19 @@ func configFlags(fs *flag.FlagSet, cfg *ctrl.Config) *string {
 	fs.StringVar(&cfg.NASource, "na-source", cfg.NASource, "source address of BPF answers: target or link-local")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory for v6dp's runtime state")
 	fs.StringVar(&cfg.PinDir, "pin-dir", cfg.PinDir, "bpffs directory for pinned programs and maps")
-	fs.Func("netns-dirs", "comma-separated directories searched for container namespaces (default "+strings.Join(ctrl.DefaultNetnsDirs, ",")+")", func(s string) error {
-		cfg.NetnsDirs = strings.Split(s, ",")
-		return nil
-	})
+	fs.Var((*dirList)(&cfg.NetnsDirs), "netns-dirs", "comma-separated directories searched for container namespaces")
 	fs.DurationVar(&cfg.Resync.Duration, "resync-interval", cfg.Resync.Duration, "period of the full resync with the kernel")
 	return fs.String("config", "", "JSON config file (daemon.json keys; flags win)")
+}
+
+// dirList is a comma-separated list flag.
+type dirList []string
+
+func (d *dirList) String() string { return strings.Join(*d, ",") }
+
+func (d *dirList) Set(s string) error {
+	*d = strings.Split(s, ",")
+	return nil
 }
 
 // loadConfig parses the flags over the config file over the defaults.
