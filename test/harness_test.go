@@ -49,9 +49,9 @@ type seed struct {
 	// minute, process-wide, and the NDP sockets the tests open in each
 	// router namespace resolve their zone by name.
 	RouterIf string
-	StateDir     string
-	PinDir       string
-	Prefix       string
+	StateDir string
+	PinDir   string
+	Prefix   string
 }
 
 const (

@@ -150,6 +150,12 @@ func testNDPProxySeed(t *testing.T, dp string) {
 		t.Errorf("NS for unused %s: want no answer, got %+v, %v", unused, ans, err)
 	}
 	if dp != "kernel" {
+		// ndisc6 (which discards answers not sourced from the target)
+		// shows the BPF answer and its TLLA.
+		out, err := s.Run(s.Router, "ndisc6", "-1", "-r", "2", "-w", "1000", "2001:db8::c009", s.RouterIf)
+		if err != nil || !strings.Contains(strings.ToLower(out), "target link-layer address: "+hostMAC) || !strings.Contains(out, "from 2001:db8::c009") {
+			t.Errorf("ndisc6 from the router: want the TLLA %s from 2001:db8::c009, got %v:\n%s", hostMAC, err, out)
+		}
 		after := s.counters(t, dp)
 		if got := after["ns_answered"] - before["ns_answered"]; got < uint64(2*len(addrs)) {
 			t.Errorf("BPF counters: ns_answered rose by %d, want at least %d (BPF answered, not the kernel)", got, 2*len(addrs))
@@ -157,6 +163,7 @@ func testNDPProxySeed(t *testing.T, dp string) {
 		if after["ns_not_live"] <= before["ns_not_live"] {
 			t.Errorf("BPF counters: ns_not_live did not count the NS for the unused address")
 		}
+
 	}
 
 	// Removing a container stops the answers.
