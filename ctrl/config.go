@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"regexp"
@@ -274,6 +275,11 @@ func (c Config) Validate() (*Resolved, error) {
 	for _, d := range c.NetnsDirs {
 		if !strings.HasPrefix(d, "/") {
 			return nil, fmt.Errorf("netns-dirs: %q must be an absolute path", d)
+		}
+	}
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			return nil, fmt.Errorf("metrics-addr: %q is not host:port (e.g. 127.0.0.1:9662 or :9662)", c.MetricsAddr)
 		}
 	}
 	if c.Resync.Duration < 100*time.Millisecond {

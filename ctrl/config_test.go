@@ -50,6 +50,7 @@ func TestValidateRules(t *testing.T) {
 		{"relative state dir", func(c *Config) { c.StateDir = "run/v6dp" }, `state-dir: "run/v6dp" must be an absolute path`},
 		{"pin dir outside bpffs", func(c *Config) { c.PinDir = "/tmp/pins" }, `pin-dir: "/tmp/pins" must be a directory under /sys/fs/bpf/`},
 		{"relative netns dir", func(c *Config) { c.NetnsDirs = []string{"netns"} }, `netns-dirs: "netns" must be an absolute path`},
+		{"bad metrics address", func(c *Config) { c.MetricsAddr = "9662" }, `metrics-addr: "9662" is not host:port`},
 		{"resync too short", func(c *Config) { c.Resync.Duration = time.Millisecond }, "resync-interval: 1ms is too short"},
 	}
 	for _, tt := range tests {

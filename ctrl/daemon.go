@@ -28,6 +28,7 @@ type Daemon struct {
 	endpoints map[int]*Endpoint // by host-side ifindex
 	pending   map[int]retry     // ports whose far end has no address yet
 	live      map[netip.Addr]bool
+	metrics   *metrics // nil without --metrics-addr
 }
 
 type retry struct {
@@ -87,6 +88,12 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	}
 	if err := st.SaveRuntime(rt); err != nil {
 		return fmt.Errorf("state-dir: %w", err)
+	}
+	if r.MetricsAddr != "" {
+		d.metrics = newMetrics(r.PinDir, rt.Dataplane)
+		if err := serveMetrics(ctx, r.MetricsAddr, d.metrics); err != nil {
+			return fmt.Errorf("metrics-addr: %w", err)
+		}
 	}
 	defer os.Remove(st.path("daemon.json"))
 
@@ -289,5 +296,9 @@ func (d *Daemon) apply() {
 		slog.Info("endpoint address gone", "addr", a)
 	}
 	d.live = want
+	if d.metrics != nil {
+		d.metrics.addresses.Store(int64(len(want)))
+		d.metrics.endpoints.Store(int64(len(d.endpoints)))
+	}
 	d.ann.Announce(fresh)
 }

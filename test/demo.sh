@@ -38,7 +38,11 @@ ip netns add $R; ip netns add $H
 ip link add r-$TAG type veth peer name h-$TAG
 ip link set r-$TAG netns $R; ip link set h-$TAG netns $H
 ip -n $R link set r-$TAG name eth0; ip -n $H link set h-$TAG name eth0
-for ns in $R $H; do ip -n $ns link set lo up; ip -n $ns link set eth0 up; done
+# No DAD on the fresh links: a real uplink has long finished it.
+for ns in $R $H; do
+	ip netns exec $ns sysctl -qw net.ipv6.conf.eth0.accept_dad=0
+	ip -n $ns link set lo up; ip -n $ns link set eth0 up
+done
 ip -n $R addr add 2001:db8::1/64 dev eth0 nodad
 ip -n $H addr add 2001:db8::c001/64 dev eth0 nodad
 ip -n $H -6 route add default via 2001:db8::1 dev eth0

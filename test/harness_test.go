@@ -67,6 +67,11 @@ func newSeed(t *testing.T, prefix string) *seed {
 	s.Host = tp.NS("host")
 	s.RouterIf = "rt" + tp.Tag
 	tp.Veth(s.Router, s.RouterIf, s.Host, "eth0")
+	// Fresh links start with a tentative link-local address for a second
+	// (DAD), during which the host cannot forward; a real uplink has long
+	// been up. Skip DAD on the test links so timings are a host's.
+	tp.Sysctl(s.Router, "net.ipv6.conf."+s.RouterIf+".accept_dad", "0")
+	tp.Sysctl(s.Host, "net.ipv6.conf.eth0.accept_dad", "0")
 	tp.MustRun(s.Router, "ip", "addr", "add", routerAddr+"/64", "dev", s.RouterIf, "nodad")
 	tp.MustRun(s.Router, "ip", "link", "set", s.RouterIf, "up")
 	tp.Sysctl(s.Host, "net.ipv6.conf.eth0.accept_ra", "1")

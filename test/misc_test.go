@@ -145,3 +145,34 @@ func TestLearnsForeignEndpoint(t *testing.T) {
 		return nil
 	})
 }
+
+// The daemon serves Prometheus metrics read from the pinned maps.
+func TestMetrics(t *testing.T) {
+	s := newSeed(t, "2001:db8::c008/125")
+	s.startDaemon(t, s.daemonArgs("xdp", "--metrics-addr", "127.0.0.1:9662"))
+	addr := s.addContainer(t, s.name("m"))
+	s.waitLive(t, addr, true)
+	s.MustRun(s.Router, "ping", "-c", "1", "-W", "2", addr)
+	var body string
+	eventually(t, 3*time.Second, func() error {
+		out, err := s.Run(s.Host, "busybox", "wget", "-qO-", "http://127.0.0.1:9662/metrics")
+		if err != nil {
+			return err
+		}
+		body = out
+		return nil
+	})
+	for _, want := range []string{
+		"v6dp_endpoint_addresses 1",
+		"v6dp_endpoints 1",
+		`v6dp_dataplane_info{dataplane="xdp"} 1`,
+		`v6dp_bpf_packets_total{verdict="ns_answered"}`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, `v6dp_bpf_packets_total{verdict="ns_answered"} 0`) {
+		t.Errorf("ns_answered is 0 after the router resolved %s", addr)
+	}
+}

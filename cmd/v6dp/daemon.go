@@ -29,6 +29,7 @@ func configFlags(fs *flag.FlagSet, cfg *ctrl.Config) *string {
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory for v6dp's runtime state")
 	fs.StringVar(&cfg.PinDir, "pin-dir", cfg.PinDir, "bpffs directory for pinned programs and maps")
 	fs.Var((*dirList)(&cfg.NetnsDirs), "netns-dirs", "comma-separated directories searched for container namespaces")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "serve Prometheus metrics on host:port (off when empty)")
 	fs.DurationVar(&cfg.Resync.Duration, "resync-interval", cfg.Resync.Duration, "period of the full resync with the kernel")
 	return fs.String("config", "", "JSON config file (daemon.json keys; flags win)")
 }

@@ -1,0 +1,93 @@
+package ctrl
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/v6dp/v6dp/loader"
+)
+
+// metrics exports the dataplane's state for Prometheus. Values are read at
+// scrape time (the BPF counters from the pinned maps), so nothing is
+// copied on the packet path or kept twice.
+type metrics struct {
+	pinDir    string
+	dataplane string
+	addresses atomic.Int64
+	endpoints atomic.Int64
+
+	packets       *prometheus.Desc
+	live          *prometheus.Desc
+	ports         *prometheus.Desc
+	dataplaneInfo *prometheus.Desc
+}
+
+func newMetrics(pinDir, dataplane string) *metrics {
+	return &metrics{
+		pinDir:    pinDir,
+		dataplane: dataplane,
+		packets: prometheus.NewDesc("v6dp_bpf_packets_total",
+			"Packets seen by the BPF programs, by verdict.", []string{"verdict"}, nil),
+		live: prometheus.NewDesc("v6dp_endpoint_addresses",
+			"Live endpoint addresses answered for on the uplink.", nil, nil),
+		ports: prometheus.NewDesc("v6dp_endpoints",
+			"Endpoints (bridge ports with an address in the prefix).", nil, nil),
+		dataplaneInfo: prometheus.NewDesc("v6dp_dataplane_info",
+			"The dataplane in use.", []string{"dataplane"}, nil),
+	}
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.packets
+	ch <- m.live
+	ch <- m.ports
+	ch <- m.dataplaneInfo
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(m.live, prometheus.GaugeValue, float64(m.addresses.Load()))
+	ch <- prometheus.MustNewConstMetric(m.ports, prometheus.GaugeValue, float64(m.endpoints.Load()))
+	ch <- prometheus.MustNewConstMetric(m.dataplaneInfo, prometheus.GaugeValue, 1, m.dataplane)
+	if m.dataplane == DataplaneKernel {
+		return
+	}
+	_, counters, err := loader.ReadPinned(m.pinDir)
+	if err != nil {
+		return
+	}
+	for name, v := range counters {
+		ch <- prometheus.MustNewConstMetric(m.packets, prometheus.CounterValue, float64(v), name)
+	}
+}
+
+// serveMetrics serves /metrics on addr until ctx ends.
+func serveMetrics(ctx context.Context, addr string, m *metrics) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Warn("metrics server", "err", err)
+		}
+	}()
+	slog.Info("metrics served", "addr", ln.Addr().String())
+	return nil
+}
