@@ -64,7 +64,10 @@ func AddContainer(r *Resolved, st Store, spec ContainerSpec) (rec *ContainerReco
 		return nil, fmt.Errorf("bridge %s does not exist: start `v6dp daemon` first (%v)", r.Bridge, err)
 	}
 	d := &Discoverer{Bridge: r.Bridge, Prefix: r.Prefix, Dirs: r.NetnsDirs}
-	eps, _ := d.Scan() // ports we cannot resolve hold no address we could know
+	eps, err := d.Scan()
+	if err != nil {
+		return nil, err
+	}
 	usedMAC := map[string]bool{}
 	usedAddr := map[netip.Addr]bool{r.Gateway: true}
 	for _, ep := range eps {
@@ -137,7 +140,7 @@ func AddContainer(r *Resolved, st Store, spec ContainerSpec) (rec *ContainerReco
 	if err != nil {
 		return nil, err
 	}
-	if err = preparePort(host); err != nil {
+	if err = preparePort(hostIf); err != nil {
 		return nil, fmt.Errorf("container %s: %w", spec.Name, err)
 	}
 	if err = netlink.LinkSetMaster(host, br); err != nil {
@@ -159,8 +162,8 @@ func AddContainer(r *Resolved, st Store, spec ContainerSpec) (rec *ContainerReco
 // none, and each port with IPv6 on adds routes that every multicast packet
 // entering the host walks (measured at 1000 ports: the kernel answered about
 // 13k NS/s with IPv6 on the ports, 66k/s with it off).
-func preparePort(l netlink.Link) error {
-	return writeSysctlQuiet(ipv6Conf(l.Attrs().Name, "disable_ipv6"), "1")
+func preparePort(name string) error {
+	return writeSysctlQuiet(ipv6Conf(name, "disable_ipv6"), "1")
 }
 
 func configureInside(ns netns.NsHandle, tmpPeer string, addr netip.Addr, bits int, gw netip.Addr) error {

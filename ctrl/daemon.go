@@ -97,20 +97,11 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	}
 	defer os.Remove(st.path("daemon.json"))
 
-	updates := make(chan netlink.LinkUpdate, 4096)
-	done := make(chan struct{})
-	defer close(done)
-	subErr := make(chan error, 1)
-	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		ErrorCallback: func(err error) {
-			select {
-			case subErr <- err:
-			default:
-			}
-		},
-	}); err != nil {
-		return fmt.Errorf("subscribing to link events: %w", err)
+	sub, err := subscribeLinks()
+	if err != nil {
+		return err
 	}
+	defer func() { sub.close() }()
 	d.resync(false)
 	slog.Info("daemon running", "bridge", r.Bridge, "uplink", r.Uplink, "prefix", r.Prefix,
 		"addressing", r.Addressing, "endpoints", len(d.endpoints), "addresses", len(d.live))
@@ -124,16 +115,31 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		case <-ctx.Done():
 			slog.Info("daemon stopping; dataplane stays in place", "addresses", len(d.live))
 			return nil
-		case err := <-subErr:
-			// Lost events (ENOBUFS under a burst): a full resync repairs.
-			slog.Warn("link events", "err", err)
+		case err := <-sub.errs:
+			// Lost events (ENOBUFS under a burst of thousands of ports):
+			// the library closes the subscription; open a new one, then
+			// a full resync repairs whatever was missed.
+			slog.Warn("link events lost; resubscribing and resyncing", "err", err)
+			sub.close()
+			if sub, err = subscribeLinks(); err != nil {
+				return err
+			}
 			d.resync(true)
-		case u := <-updates:
+		case u, ok := <-sub.updates:
+			if !ok {
+				// Closed after an error; the error case resubscribes.
+				sub.updates = nil
+				continue
+			}
 			changed := d.onLink(u)
 			// Drain what is queued so a burst costs one apply.
 			for more := true; more; {
 				select {
-				case u := <-updates:
+				case u, ok := <-sub.updates:
+					if !ok {
+						sub.updates, more = nil, false
+						break
+					}
 					changed = d.onLink(u) || changed
 				default:
 					more = false
@@ -152,11 +158,53 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	}
 }
 
+// linkSub is a subscription to the kernel's link events.
+type linkSub struct {
+	updates chan netlink.LinkUpdate
+	errs    chan error
+	done    chan struct{}
+}
+
+// linkEventBuffer is the socket buffer for link events: a burst of port
+// changes at thousands of containers overflows the default and the kernel
+// drops events (ENOBUFS).
+const linkEventBuffer = 8 << 20
+
+func subscribeLinks() (*linkSub, error) {
+	s := &linkSub{updates: make(chan netlink.LinkUpdate, 4096), errs: make(chan error, 1), done: make(chan struct{})}
+	err := netlink.LinkSubscribeWithOptions(s.updates, s.done, netlink.LinkSubscribeOptions{
+		ReceiveBufferSize:      linkEventBuffer,
+		ReceiveBufferForceSize: true,
+		ErrorCallback: func(err error) {
+			select {
+			case s.errs <- err:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to link events: %w", err)
+	}
+	return s, nil
+}
+
+func (s *linkSub) close() {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+}
+
 // onLink handles one link event and reports whether the endpoint set
 // changed.
 func (d *Daemon) onLink(u netlink.LinkUpdate) bool {
 	a := u.Link.Attrs()
 	idx := a.Index
+	// The bridge's MAC and MTU are part of what BPF forwards with.
+	if idx == d.host.Bridge.Attrs().Index {
+		return d.accel != nil
+	}
 	onBridge := a.MasterIndex == d.host.Bridge.Attrs().Index && u.Link.Type() == "veth"
 	if u.Header.Type == unix.RTM_DELLINK || !onBridge {
 		delete(d.pending, idx)
@@ -172,7 +220,7 @@ func (d *Daemon) onLink(u netlink.LinkUpdate) bool {
 	if _, waiting := d.pending[idx]; waiting {
 		return false
 	}
-	if err := preparePort(u.Link); err != nil && !isGone(err) {
+	if err := preparePort(a.Name); err != nil && !isGone(err) {
 		slog.Debug("port ipv6 off", "port", a.Name, "err", err)
 	}
 	now := time.Now()
@@ -228,32 +276,36 @@ func (d *Daemon) resync(periodic bool) {
 		}
 	}
 	eps, err := d.disc.Scan()
-	if err != nil && !periodic {
-		slog.Info("ports without a known namespace", "err", err)
+	if err != nil {
+		// Keep answering for what is known rather than for nothing.
+		slog.Warn("scanning the bridge; keeping the current endpoints", "err", err)
+		return
 	}
 	next := map[int]*Endpoint{}
 	for i := range eps {
 		ep := eps[i]
+		if ep.Err != nil {
+			// A port that is still there but could not be read this
+			// time keeps what was known of it.
+			if old, ok := d.endpoints[ep.HostIndex]; ok && !isGone(ep.Err) {
+				next[ep.HostIndex] = old
+			} else if !periodic {
+				slog.Info("port not resolved", "port", ep.HostIf, "err", ep.Err)
+			}
+			continue
+		}
+		if !periodic {
+			if err := preparePort(ep.HostIf); err != nil && !isGone(err) {
+				slog.Debug("port ipv6 off", "port", ep.HostIf, "err", err)
+			}
+		}
 		if len(ep.Addrs) == 0 {
 			continue
 		}
 		next[ep.HostIndex] = &ep
-		if !periodic {
-			if err := preparePort(mustLinkByIndex(ep.HostIndex)); err != nil && !isGone(err) {
-				slog.Debug("port ipv6 off", "port", ep.HostIf, "err", err)
-			}
-		}
 	}
 	d.endpoints = next
 	d.apply()
-}
-
-func mustLinkByIndex(i int) netlink.Link {
-	l, err := netlink.LinkByIndex(i)
-	if err != nil {
-		return &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("if%d", i)}}
-	}
-	return l
 }
 
 // apply pushes the endpoint set into the kernel proxy entries and the BPF

@@ -27,6 +27,9 @@ type Endpoint struct {
 	MAC       net.HardwareAddr `json:"-"`
 	MTU       int              `json:"mtu"`
 	Addrs     []netip.Addr     `json:"addrs"`
+	// Err says why the port could not be resolved (its far end's
+	// namespace unknown, or a read that failed); Addrs is empty then.
+	Err error `json:"-"`
 }
 
 // Discoverer finds the endpoints on a bridge: every veth port whose far end
@@ -111,9 +114,18 @@ func (d *Discoverer) Ports() ([]netlink.Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge %s: %w", d.Bridge, err)
 	}
-	links, err := netlink.LinkList()
+	var links []netlink.Link
+	// A dump that races with link changes (containers starting by the
+	// hundred) comes back marked interrupted and may be inconsistent:
+	// take a fresh one rather than act on it.
+	for try := 0; ; try++ {
+		links, err = netlink.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == 10 {
+			break
+		}
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing links: %w", err)
 	}
 	var out []netlink.Link
 	for _, l := range links {
@@ -124,26 +136,26 @@ func (d *Discoverer) Ports() ([]netlink.Link, error) {
 	return out, nil
 }
 
-// Scan returns every endpoint on the bridge, sorted by name, and the ports
-// it could not resolve (namespace not found) as an error list.
+// Scan returns every veth port of the bridge as an endpoint, sorted by
+// name; a port it could not resolve has Err set. The error is for the
+// bridge or the link list, and then nothing is returned: callers must not
+// mistake a failed scan for an empty bridge.
 func (d *Discoverer) Scan() ([]Endpoint, error) {
 	ports, err := d.Ports()
 	if err != nil {
 		return nil, err
 	}
 	paths := d.nsidPaths()
-	var eps []Endpoint
-	var errs []error
+	eps := make([]Endpoint, 0, len(ports))
 	for _, p := range ports {
 		ep, err := d.resolve(p, paths)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+		ep.Err = err
 		eps = append(eps, *ep)
 	}
-	sort.Slice(eps, func(i, j int) bool { return eps[i].Name < eps[j].Name })
-	return eps, errors.Join(errs...)
+	sort.Slice(eps, func(i, j int) bool {
+		return eps[i].Name < eps[j].Name || eps[i].Name == eps[j].Name && eps[i].HostIf < eps[j].HostIf
+	})
+	return eps, nil
 }
 
 // Port resolves one port by interface index.

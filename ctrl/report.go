@@ -87,6 +87,10 @@ func Report(r *Resolved) (*StatusReport, error) {
 		rep.Problems = append(rep.Problems, err.Error())
 	}
 	for _, ep := range eps {
+		if ep.Err != nil {
+			rep.Problems = append(rep.Problems, ep.Err.Error())
+			continue
+		}
 		e := EndpointReport{Name: ep.Name, Addrs: ep.Addrs, MAC: ep.MAC.String(), HostIf: ep.HostIf,
 			Netns: ep.Netns, Owner: "other", KernelProxy: len(ep.Addrs) > 0, BPF: len(ep.Addrs) > 0}
 		if owned[ep.Netns] {
