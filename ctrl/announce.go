@@ -26,13 +26,16 @@ type Announcer struct {
 
 	mu     sync.Mutex
 	closed bool
+	// live are the addresses still worth repeating: an address withdrawn
+	// before its last repetition is not announced again.
+	live map[netip.Addr]bool
 }
 
 // NewAnnouncer returns an announcer for the uplink. Its ICMPv6 socket is
 // opened on first use: at boot the uplink's link-local address may still be
 // tentative (DAD), and binding to it fails until DAD is done.
 func NewAnnouncer(uplink string, router bool) *Announcer {
-	return &Announcer{uplink: uplink, router: router}
+	return &Announcer{uplink: uplink, router: router, live: map[netip.Addr]bool{}}
 }
 
 func (a *Announcer) open() error {
@@ -64,6 +67,11 @@ func (a *Announcer) Announce(addrs []netip.Addr) {
 	if a == nil || len(addrs) == 0 {
 		return
 	}
+	a.mu.Lock()
+	for _, addr := range addrs {
+		a.live[addr] = true
+	}
+	a.mu.Unlock()
 	a.send(addrs)
 	go func() {
 		for i := 1; i < maxUnsolicitedNA; i++ {
@@ -89,6 +97,9 @@ func (a *Announcer) send(addrs []netip.Addr) bool {
 		return true
 	}
 	for _, addr := range addrs {
+		if !a.live[addr] {
+			continue
+		}
 		na := &ndp.NeighborAdvertisement{
 			Router:        a.router,
 			Override:      true,
@@ -98,6 +109,18 @@ func (a *Announcer) send(addrs []netip.Addr) bool {
 		_ = a.conn.WriteTo(na, nil, netip.IPv6LinkLocalAllNodes())
 	}
 	return true
+}
+
+// Withdraw stops the repetitions for addresses that went away.
+func (a *Announcer) Withdraw(addrs []netip.Addr) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, addr := range addrs {
+		delete(a.live, addr)
+	}
 }
 
 // Close closes the socket.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -105,14 +106,26 @@ func DefaultConfig() Config {
 
 // dockerdKeys are daemon.json keys of dockerd that v6dp does not use but
 // accepts, so that dockerd's own daemon.json can be given with --config.
-var dockerdKeys = map[string]bool{
-	"bip": true, "data-root": true, "exec-root": true, "debug": true, "dns": true,
-	"experimental": true, "features": true, "hosts": true, "icc": true, "ip": true,
-	"ip-masq": true, "ip6tables": true, "iptables": true, "live-restore": true,
-	"log-driver": true, "log-level": true, "log-opts": true, "mtu": true,
-	"registry-mirrors": true, "insecure-registries": true, "storage-driver": true,
-	"userland-proxy": true, "default-address-pools": true, "pidfile": true,
-	"containerd": true, "builder": true, "fixed-cidr": true, "group": true,
+var dockerdKeys = map[string]bool{}
+
+func init() {
+	// dockerd 20.10's daemon.json keys (dockerd --validate knows them all).
+	for _, k := range strings.Fields(`allow-nondistributable-artifacts api-cors-header
+		authorization-plugins bip bridge builder cgroup-parent cluster-advertise
+		cluster-store cluster-store-opts containerd containerd-namespace
+		containerd-plugins-namespace cpu-rt-period cpu-rt-runtime data-root debug
+		default-address-pools default-cgroupns-mode default-gateway default-ipc-mode
+		default-runtime default-shm-size default-ulimits deprecated-key-path dns
+		dns-opts dns-search exec-opts exec-root experimental features fixed-cidr
+		group hosts icc init init-path insecure-registries ip ip-masq ip6tables
+		iptables ipv6 labels live-restore log-driver log-format log-level log-opts
+		max-concurrent-downloads max-concurrent-uploads max-download-attempts mtu
+		no-new-privileges node-generic-resources oom-score-adjust pidfile raw-logs
+		registry-mirrors runtimes seccomp-profile selinux-enabled shutdown-timeout
+		storage-driver storage-opts swarm-default-advertise-addr tls tlscacert
+		tlscert tlskey tlsverify userland-proxy userland-proxy-path userns-remap`) {
+		dockerdKeys[k] = true
+	}
 }
 
 // LoadConfigFile reads a JSON config file over cfg. Unknown keys are an
@@ -140,8 +153,15 @@ func LoadConfigFile(path string, cfg *Config) error {
 		sort.Strings(unknown)
 		return fmt.Errorf("config %s: unknown key %q (known: %s)", path, unknown[0], strings.Join(configKeys(), ", "))
 	}
+	// dockerd keeps its containers' namespaces under exec-root/netns.
+	if v, ok := raw["exec-root"]; ok {
+		var root string
+		if json.Unmarshal(v, &root) == nil && strings.HasPrefix(root, "/") {
+			cfg.NetnsDirs = append(cfg.NetnsDirs, filepath.Join(root, "netns"))
+		}
+	}
 	for k, v := range raw {
-		if dockerdKeys[k] {
+		if dockerdKeys[k] && !known[k] {
 			continue
 		}
 		one := map[string]json.RawMessage{k: v}

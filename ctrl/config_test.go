@@ -110,12 +110,16 @@ func TestLoadConfigFile(t *testing.T) {
 	c := DefaultConfig()
 	// dockerd's own daemon.json works: its keys v6dp does not use are accepted.
 	err := LoadConfigFile(write(`{"ipv6": true, "fixed-cidr-v6": "2001:db8:1::/64", "ip-forward": false,
-		"default-gateway-v6": "fe80::1", "log-driver": "journald", "data-root": "/var/lib/docker"}`), &c)
+		"default-gateway-v6": "fe80::1", "log-driver": "journald", "data-root": "/var/lib/docker",
+		"cgroup-parent": "/docker", "exec-opts": ["native.cgroupdriver=systemd"], "exec-root": "/srv/docker-exec"}`), &c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !c.IPv6 || c.FixedCIDRv6 != "2001:db8:1::/64" || c.IPForward || c.DefaultGatewayV6 != "fe80::1" || c.Bridge != "docker0" {
 		t.Errorf("config not read as written: %+v", c)
+	}
+	if d := c.NetnsDirs[len(c.NetnsDirs)-1]; d != "/srv/docker-exec/netns" {
+		t.Errorf("exec-root did not add its netns directory: %v", c.NetnsDirs)
 	}
 	for _, tt := range []struct{ name, body, want string }{
 		{"typo", `{"fixed-cidr6": "2001:db8::/64"}`, `unknown key "fixed-cidr6"`},

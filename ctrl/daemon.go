@@ -352,5 +352,6 @@ func (d *Daemon) apply() {
 		d.metrics.addresses.Store(int64(len(want)))
 		d.metrics.endpoints.Store(int64(len(d.endpoints)))
 	}
+	d.ann.Withdraw(gone)
 	d.ann.Announce(fresh)
 }

@@ -121,7 +121,9 @@ func (c *NDPConn) Solicit(target, dst netip.Addr, timeout time.Duration) (*Answe
 			return nil, err
 		}
 		na, ok := msg.(*ndp.NeighborAdvertisement)
-		if !ok || na.TargetAddress != target {
+		// Unsolicited advertisements (S clear, e.g. a new address being
+		// announced) are not the answer to this solicitation.
+		if !ok || na.TargetAddress != target || !na.Solicited {
 			continue
 		}
 		a := &Answer{NA: na, Source: from.WithZone(""), RTT: time.Since(start)}
