@@ -53,8 +53,10 @@ func EnsureHost(r *Resolved, j *Journal) (*Host, error) {
 	// The bridge's addresses are the host's own on a link it alone
 	// routes for. With DAD, a bridge whose addresses were added before it
 	// had a port (as dockerd does) starts DAD when the first container
-	// arrives, and the host cannot reach that container for 1-4 s.
+	// arrives, and the host cannot reach that container for 1-4 s. The
+	// kernel also waits a random 0..router_solicitation_delay before DAD.
 	errs = append(errs, setSysctl(j, ipv6Conf(r.Bridge, "dad_transmits"), "0"))
+	errs = append(errs, setSysctl(j, ipv6Conf(r.Bridge, "router_solicitation_delay"), "0"))
 	errs = append(errs, ensureAddr(br, netip.PrefixFrom(BridgeLinkLocal, 64), j))
 	if r.DefaultGatewayV6 != "" && r.Prefix.Contains(r.Gateway) {
 		// A global gateway (modern Docker's PREFIX::1) lives on the bridge.
