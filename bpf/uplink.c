@@ -3,9 +3,10 @@
 /*
  * Programs for the uplink's ingress: xdp_uplink (XDP, native or generic)
  * and tc_uplink (TCX or clsact ingress), one object sharing its maps. Both
- * answer Neighbor Solicitations for live endpoints in place and pass
- * everything else to the kernel. Classification is shared; only resizing
- * and sending back differ between the two hooks.
+ * answer Neighbor Solicitations for live endpoints in place, forward
+ * packets for forwarding endpoints straight into their veth, and pass
+ * everything else to the kernel. Classification is shared; resizing,
+ * sending back and redirecting differ between the two hooks.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -16,10 +17,12 @@
 
 #include "v6dp.h"
 #include "lib/eth.h"
+#include "lib/fwd.h"
 #include "lib/icmp6.h"
 #include "lib/ipv6.h"
 #include "lib/maps.h"
 #include "lib/ndp.h"
+#include "lib/skb.h"
 
 /*
  * Emit the flag enums into BTF so bpf2go generates them for Go. The section
@@ -28,16 +31,20 @@
 const enum endpoint_flags *btf_endpoint_flags SEC(".v6dp.btf") __attribute__((unused));
 const enum uplink_flags *btf_uplink_flags SEC(".v6dp.btf") __attribute__((unused));
 
-/* What an uplink program does with a frame; forwarding will add a case. */
+/* What an uplink program does with a frame. */
 enum uplink_action {
 	UPLINK_PASS,
 	UPLINK_NDP_REPLY,
+	/* Into the endpoint's veth; the hook still checks the MTU. */
+	UPLINK_FORWARD,
 };
 
 /* The result of classifying one frame. */
 struct uplink_pkt {
 	/* Valid for UPLINK_NDP_REPLY. */
 	struct ndp_ns ns;
+	/* The destination endpoint, for UPLINK_FORWARD. */
+	const struct endpoint_info *ep;
 	const struct uplink_config *cfg;
 	/* Why the frame is passed, for UPLINK_PASS. */
 	enum counter_id reason;
@@ -50,15 +57,33 @@ static __always_inline enum uplink_action uplink_pass(struct uplink_pkt *pkt,
 	return UPLINK_PASS;
 }
 
+/* uplink_classify_ns decides between answering an NS and passing it. */
+static __always_inline enum uplink_action uplink_classify_ns(void *data, void *data_end,
+							     struct ethhdr *eth, struct ipv6hdr *ip6,
+							     struct icmp6hdr *icmp,
+							     struct uplink_pkt *pkt)
+{
+	struct endpoint_info *ep;
+	int ret;
+
+	ret = ndp_ns_validate(data, data_end, eth, ip6, icmp, &pkt->ns);
+	if (ret)
+		return uplink_pass(pkt, ret);
+	/* Never answer for an address that is not a live endpoint. */
+	ep = endpoint_lookup(pkt->ns.target.s6_addr);
+	if (!ep || !(ep->flags & ENDPOINT_F_PROXY))
+		return uplink_pass(pkt, CNT_NS_NOT_LIVE);
+	return UPLINK_NDP_REPLY;
+}
+
 /* uplink_classify decides what to do with the frame between data and data_end. */
 static __always_inline enum uplink_action uplink_classify(void *data, void *data_end,
 							  struct uplink_pkt *pkt)
 {
+	struct icmp6hdr *icmp = NULL;
 	struct endpoint_info *ep;
-	struct icmp6hdr *icmp;
 	struct ipv6hdr *ip6;
 	struct ethhdr *eth;
-	int ret;
 
 	pkt->cfg = uplink_config_get();
 	if (!pkt->cfg)
@@ -74,24 +99,40 @@ static __always_inline enum uplink_action uplink_classify(void *data, void *data
 		return uplink_pass(pkt, CNT_PASS_TRUNCATED);
 	if (ip6->version != 6)
 		return uplink_pass(pkt, CNT_PASS_NOT_IPV6);
-	/* Only ICMPv6 directly after the fixed header is inspected. */
-	if (ip6->nexthdr != IPPROTO_ICMPV6)
+	/*
+	 * A hop-by-hop header must be examined by every node on the path (RFC
+	 * 8200 section 4.3): the kernel's job. NDP never carries one.
+	 */
+	if (ip6->nexthdr == IPPROTO_HOPOPTS)
+		return uplink_pass(pkt, CNT_PASS_EXTHDR);
+	/* Only ICMPv6 directly after the fixed header can be an NS. */
+	if (ip6->nexthdr == IPPROTO_ICMPV6) {
+		icmp = icmp6_parse(ip6, data_end);
+		if (!icmp)
+			return uplink_pass(pkt, CNT_PASS_TRUNCATED);
+		if (icmp->icmp6_type == ICMP6_NEIGHBOR_SOLICIT)
+			return uplink_classify_ns(data, data_end, eth, ip6, icmp, pkt);
+	}
+
+	/*
+	 * Everything else is a forwarding candidate. Endpoint addresses are
+	 * unicast, so multicast misses here too. Other extension headers are
+	 * forwarded untouched, as a router does: only the fixed header is
+	 * rewritten.
+	 */
+	ep = endpoint_lookup(ip6->daddr.s6_addr);
+	if (!ep)
+		return uplink_pass(pkt, CNT_FWD_PASS_NOT_LOCAL);
+	/* An endpoint that is only proxied keeps the kernel's forwarding. */
+	if (!(ep->flags & ENDPOINT_F_FORWARD))
 		return uplink_pass(pkt, ipv6_is_exthdr(ip6->nexthdr) ? CNT_PASS_EXTHDR
 								     : CNT_PASS_NOT_NS);
-	icmp = icmp6_parse(ip6, data_end);
-	if (!icmp)
-		return uplink_pass(pkt, CNT_PASS_TRUNCATED);
-	if (icmp->icmp6_type != ICMP6_NEIGHBOR_SOLICIT)
-		return uplink_pass(pkt, CNT_PASS_NOT_NS);
-
-	ret = ndp_ns_validate(data, data_end, eth, ip6, icmp, &pkt->ns);
-	if (ret)
-		return uplink_pass(pkt, ret);
-	/* Never answer for an address that is not a live endpoint. */
-	ep = endpoint_lookup(pkt->ns.target.s6_addr);
-	if (!ep || !(ep->flags & ENDPOINT_F_PROXY))
-		return uplink_pass(pkt, CNT_NS_NOT_LIVE);
-	return UPLINK_NDP_REPLY;
+	if (icmp && icmp6_is_ndp(icmp->icmp6_type))
+		return uplink_pass(pkt, CNT_FWD_PASS_NDP);
+	if (!fwd_hop_limit_ok(ip6))
+		return uplink_pass(pkt, CNT_FWD_PASS_HOPLIMIT);
+	pkt->ep = ep;
+	return UPLINK_FORWARD;
 }
 
 static __always_inline enum counter_id ndp_answered_counter(const struct ndp_ns *ns)
@@ -122,6 +163,44 @@ static __always_inline int xdp_ndp_reply(struct xdp_md *ctx, const struct uplink
 	return XDP_TX;
 }
 
+/*
+ * xdp_forward redirects the frame into the endpoint's host-side veth
+ * through the devmap; the veth hands it to its peer, the endpoint's eth0.
+ * The source MAC is the bridge's: the endpoint knows its router by it.
+ */
+static __always_inline int xdp_forward(struct xdp_md *ctx, const struct uplink_pkt *pkt)
+{
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+	const struct endpoint_info *ep = pkt->ep;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6;
+	__u32 ifindex = ep->ifindex;
+
+	ip6 = ipv6_parse(data, data_end);
+	if (!ip6) {
+		counter_inc(CNT_ERROR);
+		return XDP_PASS;
+	}
+	/* The kernel sends the Packet Too Big (RFC 8201, RFC 4443 3.2). */
+	if (data_end - data - sizeof(*eth) > ep->mtu) {
+		counter_inc(CNT_FWD_PASS_MTU);
+		return XDP_PASS;
+	}
+	/*
+	 * Look before rewriting: a miss (the loader adds the port a moment
+	 * after the address, or the device is going) must leave the frame
+	 * as it came for the kernel.
+	 */
+	if (!bpf_map_lookup_elem(&v6dp_devmap, &ifindex)) {
+		counter_inc(CNT_FWD_PASS_NOT_LOCAL);
+		return XDP_PASS;
+	}
+	fwd_route(eth, ip6, ep->mac, pkt->cfg->bridge_mac);
+	counter_inc(CNT_FWD_REDIRECTED);
+	/* A miss now (the entry went since the lookup) drops: XDP_ABORTED. */
+	return bpf_redirect_map(&v6dp_devmap, ifindex, 0);
+}
+
 SEC("xdp")
 int xdp_uplink(struct xdp_md *ctx)
 {
@@ -130,6 +209,8 @@ int xdp_uplink(struct xdp_md *ctx)
 	switch (uplink_classify((void *)(long)ctx->data, (void *)(long)ctx->data_end, &pkt)) {
 	case UPLINK_NDP_REPLY:
 		return xdp_ndp_reply(ctx, &pkt);
+	case UPLINK_FORWARD:
+		return xdp_forward(ctx, &pkt);
 	case UPLINK_PASS:
 		break;
 	}
@@ -184,6 +265,34 @@ static __always_inline int tc_ndp_reply(struct __sk_buff *skb, const struct upli
 #define TC_PULL_MAX (NDP_NS_MAX_LEN + (__u32)(sizeof(struct ethhdr) + sizeof(struct ipv6hdr)))
 
 /*
+ * tc_forward moves the skb from the uplink's ingress straight to the
+ * ingress of the endpoint's eth0, across the namespace, without the
+ * backlog queue (bpf_redirect_peer). It fails later, dropping the skb, if
+ * the veth went or is down: never into another device.
+ */
+static __always_inline int tc_forward(struct __sk_buff *skb, const struct uplink_pkt *pkt)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	const struct endpoint_info *ep = pkt->ep;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6;
+
+	ip6 = ipv6_parse(data, data_end);
+	if (!ip6) {
+		counter_inc(CNT_ERROR);
+		return TC_ACT_UNSPEC;
+	}
+	/* The kernel sends the Packet Too Big (RFC 8201, RFC 4443 3.2). */
+	if (skb_l3_seg_len(skb, ip6, data_end) > ep->mtu) {
+		counter_inc(CNT_FWD_PASS_MTU);
+		return TC_ACT_UNSPEC;
+	}
+	skb_fwd_route(skb, eth, ip6, ep->mac, pkt->cfg->bridge_mac);
+	counter_inc(CNT_FWD_REDIRECTED);
+	return bpf_redirect_peer(ep->ifindex, 0);
+}
+
+/*
  * Passing returns TC_ACT_UNSPEC (TCX_NEXT) rather than TC_ACT_OK: under TCX
  * and clsact it hands the packet to the next program or filter, so v6dp
  * does not cut other ingress programs off; with none left it is a pass.
@@ -193,14 +302,15 @@ int tc_uplink(struct __sk_buff *skb)
 {
 	struct uplink_pkt pkt;
 
-	if (skb->protocol == bpf_htons(ETH_P_IPV6) && skb->len <= TC_PULL_MAX &&
-	    skb->data_end - skb->data < skb->len)
-		/* On failure the parse below finds the frame truncated. */
-		bpf_skb_pull_data(skb, skb->len);
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		/* A possible NS whole, else the headers forwarding reads. */
+		skb_pull_headers(skb, skb->len <= TC_PULL_MAX ? skb->len : SKB_FWD_HDR_LEN);
 
 	switch (uplink_classify((void *)(long)skb->data, (void *)(long)skb->data_end, &pkt)) {
 	case UPLINK_NDP_REPLY:
 		return tc_ndp_reply(skb, &pkt);
+	case UPLINK_FORWARD:
+		return tc_forward(skb, &pkt);
 	case UPLINK_PASS:
 		break;
 	}

@@ -18,20 +18,28 @@ type accel interface {
 	Close() error
 }
 
-// bpfAccel keeps the pinned endpoints map equal to the endpoint table.
+// bpfAccel keeps the pinned endpoints map equal to the endpoint table,
+// and the ports forwarding (see forwarder).
 type bpfAccel struct {
-	dp *loader.Dataplane
+	dp  *loader.Dataplane
+	fwd *forwarder
 }
 
+// Sync orders its steps so that no packet meets half a port: the far
+// end's XDP before the addresses are forwarded, the addresses before the
+// endpoint program validates sources against them.
 func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
+	errs := []error{b.fwd.refreshBridge()}
+	ready, err := b.fwd.prepare(eps)
+	errs = append(errs, err)
 	want := make(map[netip.Addr]loader.Endpoint, len(eps))
-	for _, ep := range eps {
+	for idx, ep := range eps {
 		for _, a := range ep.Addrs {
-			want[a] = loader.Endpoint{Addr: a, Ifindex: uint32(ep.HostIndex), MAC: ep.MAC,
-				HostMAC: ep.HostMAC, MTU: uint32(ep.MTU), Flags: loader.EndpointProxy}
+			want[a] = b.fwd.endpoint(ep, a, ready[idx])
 		}
 	}
-	return b.dp.SyncEndpoints(want)
+	errs = append(errs, b.dp.SyncEndpoints(want), b.fwd.attach(eps))
+	return errors.Join(errs...)
 }
 
 // Close closes the descriptors; pins and attachments stay, so the programs
@@ -50,6 +58,9 @@ func startAccel(r *Resolved, h *Host, j *Journal) (a accel, dataplane, attach, r
 				slog.Warn("detaching earlier BPF programs", "err", err)
 			}
 		}
+		if err := loader.DetachPorts(r.PinDir); err != nil {
+			slog.Warn("detaching earlier port programs", "err", err)
+		}
 		return nil, DataplaneKernel, "", "requested with --dataplane=kernel"
 	}
 	if h.Uplink == nil {
@@ -58,6 +69,9 @@ func startAccel(r *Resolved, h *Host, j *Journal) (a accel, dataplane, attach, r
 	want, native, why := chooseAttach(r, h.Uplink)
 	a, mode, err := attachBPF(r, h, j, want, native)
 	if err != nil {
+		if err := loader.DetachPorts(r.PinDir); err != nil {
+			slog.Warn("detaching earlier port programs", "err", err)
+		}
 		slog.Error("BPF dataplane failed; the kernel path answers alone", "err", err)
 		return nil, DataplaneKernel, "", fmt.Sprintf("BPF dataplane failed (%v); kernel proxy entries answer", err)
 	}
@@ -140,7 +154,8 @@ func attachBPF(r *Resolved, h *Host, j *Journal, dataplane string, native bool) 
 	}
 	j.PinDir = r.PinDir
 	cfg := loader.UplinkConfig{Ifindex: ifindex, MAC: h.Uplink.Attrs().HardwareAddr, Router: r.IPForward,
-		NASourceLinkLocal: r.NASource == NASourceLinkLocal}
+		NASourceLinkLocal: r.NASource == NASourceLinkLocal,
+		BridgeIndex:       h.Bridge.Attrs().Index, BridgeMAC: h.Bridge.Attrs().HardwareAddr}
 	if ll, err := linkLocalOf(h.Uplink); err == nil {
 		cfg.LinkLocal = ll
 	} else if cfg.NASourceLinkLocal {
@@ -175,7 +190,7 @@ func attachBPF(r *Resolved, h *Host, j *Journal, dataplane string, native bool) 
 		dp.Close()
 		return nil, "", fmt.Errorf("attaching to %s: %w", h.Uplink.Attrs().Name, err)
 	}
-	return &bpfAccel{dp: dp}, mode, nil
+	return &bpfAccel{dp: dp, fwd: newForwarder(dp, cfg, mode, r.IPForward)}, mode, nil
 }
 
 func mustAttached(pinDir string) []loader.Attachment {

@@ -47,6 +47,16 @@ struct uplink_config {
 	__u8 pad[2];
 	/* Link-local address of the uplink, the NA source with UPLINK_F_NA_SRC_LL. */
 	__u8 link_local[16];
+	/*
+	 * The bridge the endpoints hang off. Its MAC is the endpoints' router
+	 * MAC (the owner of their gateway fe80::1): frames sent to it are
+	 * routed, and routed deliveries carry it as source. Its ifindex is
+	 * the ingress interface of the FIB lookup for endpoint egress, as the
+	 * kernel sees routed endpoint traffic arrive on the bridge.
+	 */
+	__u32 bridge_ifindex;
+	__u8 bridge_mac[6];
+	__u8 pad2[2];
 };
 
 /* uplink_config.flags bits (an enum so that bpf2go generates them for Go). */
@@ -79,6 +89,9 @@ enum counter_id {
 	CNT_EGRESS_FIB,       /* endpoint to off-host via fib lookup */
 	CNT_EGRESS_PASS,      /* endpoint traffic left to the kernel */
 	CNT_ERROR,            /* a helper failed; packet passed to the kernel */
+	CNT_FWD_PASS_NDP,     /* NDP message for an endpoint: the kernel's proxy takes it */
+	CNT_EGRESS_PASS_FIB,  /* endpoint egress the FIB cannot route here: to the kernel */
+	CNT_EGRESS_DISABLED,  /* endpoint egress while the config is unset: to the kernel */
 	CNT_MAX,
 };
 

@@ -15,15 +15,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Link pins are named <prefix><ifindex> in the pin directory.
+// Link pins are named <prefix><ifindex> in the pin directory. The uplink's
+// links carry its ifindex; a port's links carry the ifindex of the
+// endpoint's host-side veth, also the XDP link on its far end, which lives
+// in the endpoint's namespace (and has an ifindex of that namespace).
 const (
-	xdpLinkPrefix = "link_xdp_"
-	tcxLinkPrefix = "link_tcx_"
+	xdpLinkPrefix     = "link_xdp_"
+	tcxLinkPrefix     = "link_tcx_"
+	portLinkPrefix    = "link_port_"
+	peerXDPLinkPrefix = "link_peerxdp_"
 )
 
-// legacyFilterName names the clsact filter, so that it can be found again
-// without a pin (filters cannot be pinned).
-const legacyFilterName = "v6dp_tc_uplink"
+// Every link pin prefix, for Remove.
+var allLinkPrefixes = []string{xdpLinkPrefix, tcxLinkPrefix, portLinkPrefix, peerXDPLinkPrefix}
+
+// The clsact filters are named, so that they can be found again without a
+// pin (filters cannot be pinned): one on the uplink, one on each port.
+const (
+	legacyFilterName     = "v6dp_tc_uplink"
+	legacyPortFilterName = "v6dp_tc_endpoint"
+)
 
 // legacyFilterPrio is the clsact filter priority; 0 would let the kernel pick.
 const legacyFilterPrio = 1
@@ -165,7 +176,7 @@ func (d *Dataplane) AttachTC(ifindex int) (Mode, error) {
 		return "", err
 	}
 	// After a kernel upgrade a clsact filter of an older run may remain.
-	if err := removeLegacyFilters(ifindex); err != nil {
+	if err := removeLegacyFilters(ifindex, legacyFilterName); err != nil {
 		return "", err
 	}
 	return ModeTCX, nil
@@ -174,6 +185,10 @@ func (d *Dataplane) AttachTC(ifindex int) (Mode, error) {
 // attachTCLegacy adds (or replaces) the clsact ingress filter. Filters hold
 // the program by themselves and cannot be pinned; they are found by name.
 func (d *Dataplane) attachTCLegacy(ifindex int) (Mode, error) {
+	return attachClsact(ifindex, d.objs.TcUplink, legacyFilterName)
+}
+
+func attachClsact(ifindex int, prog *ebpf.Program, name string) (Mode, error) {
 	qdisc := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{
 			LinkIndex: ifindex,
@@ -193,8 +208,8 @@ func (d *Dataplane) attachTCLegacy(ifindex int) (Mode, error) {
 			Protocol:  unix.ETH_P_ALL,
 			Priority:  legacyFilterPrio,
 		},
-		Fd:           d.objs.TcUplink.FD(),
-		Name:         legacyFilterName,
+		Fd:           prog.FD(),
+		Name:         name,
 		DirectAction: true,
 	}
 	if err := netlink.FilterReplace(filter); err != nil {
@@ -203,8 +218,8 @@ func (d *Dataplane) attachTCLegacy(ifindex int) (Mode, error) {
 	return ModeTCLegacy, nil
 }
 
-// legacyFilters lists v6dp's clsact ingress filters on the interface.
-func legacyFilters(ifindex int) ([]*netlink.BpfFilter, error) {
+// legacyFilters lists v6dp's clsact ingress filters called name on the interface.
+func legacyFilters(ifindex int, name string) ([]*netlink.BpfFilter, error) {
 	l, err := netlink.LinkByIndex(ifindex)
 	if err != nil {
 		return nil, fmt.Errorf("finding ifindex %d: %w", ifindex, err)
@@ -219,15 +234,15 @@ func legacyFilters(ifindex int) ([]*netlink.BpfFilter, error) {
 	}
 	var out []*netlink.BpfFilter
 	for _, f := range filters {
-		if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, legacyFilterName) {
+		if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, name) {
 			out = append(out, bf)
 		}
 	}
 	return out, nil
 }
 
-func removeLegacyFilters(ifindex int) error {
-	filters, err := legacyFilters(ifindex)
+func removeLegacyFilters(ifindex int, name string) error {
+	filters, err := legacyFilters(ifindex, name)
 	if err != nil {
 		return err
 	}
@@ -278,10 +293,10 @@ func detach(pinDir string, ifindex int) error {
 		found = found || ok
 		errs = append(errs, err)
 	}
-	filters, err := legacyFilters(ifindex)
+	filters, err := legacyFilters(ifindex, legacyFilterName)
 	if err == nil && len(filters) > 0 {
 		found = true
-		err = removeLegacyFilters(ifindex)
+		err = removeLegacyFilters(ifindex, legacyFilterName)
 	}
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
@@ -293,8 +308,9 @@ func detach(pinDir string, ifindex int) error {
 	return nil
 }
 
-// pinnedLinks returns the ifindexes and modes of the link pins in pinDir.
-func pinnedLinks(pinDir string) (map[string]int, error) {
+// pinnedLinks returns the ifindexes of the link pins in pinDir with the
+// given prefixes, by pin name.
+func pinnedLinks(pinDir string, prefixes ...string) (map[string]int, error) {
 	entries, err := os.ReadDir(pinDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -304,7 +320,7 @@ func pinnedLinks(pinDir string) (map[string]int, error) {
 	}
 	out := make(map[string]int)
 	for _, e := range entries {
-		for _, prefix := range []string{xdpLinkPrefix, tcxLinkPrefix} {
+		for _, prefix := range prefixes {
 			rest, ok := strings.CutPrefix(e.Name(), prefix)
 			if !ok {
 				continue
@@ -324,7 +340,7 @@ func Attached(pinDir string) ([]Attachment, error) {
 	if pinDir == "" {
 		pinDir = DefaultPinDir
 	}
-	pins, err := pinnedLinks(pinDir)
+	pins, err := pinnedLinks(pinDir, xdpLinkPrefix, tcxLinkPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +374,7 @@ func Attached(pinDir string) ([]Attachment, error) {
 		return nil, fmt.Errorf("listing links: %w", err)
 	}
 	for _, l := range links {
-		filters, err := legacyFilters(l.Attrs().Index)
+		filters, err := legacyFilters(l.Attrs().Index, legacyFilterName)
 		if err != nil {
 			return nil, err
 		}
@@ -375,7 +391,7 @@ func Remove(pinDir string) error {
 	if pinDir == "" {
 		pinDir = DefaultPinDir
 	}
-	pins, err := pinnedLinks(pinDir)
+	pins, err := pinnedLinks(pinDir, allLinkPrefixes...)
 	if err != nil {
 		return err
 	}
@@ -387,7 +403,8 @@ func Remove(pinDir string) error {
 	links, err := netlink.LinkList()
 	errs = append(errs, err)
 	for _, l := range links {
-		errs = append(errs, removeLegacyFilters(l.Attrs().Index))
+		errs = append(errs, removeLegacyFilters(l.Attrs().Index, legacyFilterName),
+			removeLegacyFilters(l.Attrs().Index, legacyPortFilterName))
 	}
 	if err := os.RemoveAll(pinDir); err != nil {
 		errs = append(errs, fmt.Errorf("removing %s: %w", pinDir, err))

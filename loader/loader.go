@@ -71,12 +71,20 @@ type UplinkConfig struct {
 	Router bool
 	// NASourceLinkLocal sources answers from LinkLocal instead of the target.
 	NASourceLinkLocal bool
+	// BridgeIndex and BridgeMAC describe the bridge the endpoints hang
+	// off: its MAC is their router's (fe80::1 lives on it), the source of
+	// forwarded deliveries; its index is where the kernel sees routed
+	// endpoint traffic arrive. Forwarding needs both.
+	BridgeIndex int
+	BridgeMAC   net.HardwareAddr
 }
 
 // Dataplane holds the loaded programs and the (pinned) maps.
 type Dataplane struct {
 	pinDir string
 	objs   uplinkObjects
+	// egress is the endpoint program, loaded over objs' maps.
+	egress egressPrograms
 	// counterNames[id] is the snake_case name of counter id.
 	counterNames []string
 }
@@ -113,13 +121,29 @@ func Open(pinDir string) (*Dataplane, error) {
 	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
 		return nil, fmt.Errorf("loading uplink objects: %w", err)
 	}
+	egress, err := loadEgress()
+	if err != nil {
+		d.objs.Close()
+		return nil, err
+	}
+	// The same maps, not merely the same pins: nothing to keep in step.
+	eopts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+		"v6dp_endpoints":  d.objs.V6dpEndpoints,
+		"v6dp_uplink_cfg": d.objs.V6dpUplinkCfg,
+		"v6dp_counters":   d.objs.V6dpCounters,
+		"v6dp_devmap":     d.objs.V6dpDevmap,
+	}}
+	if err := egress.LoadAndAssign(&d.egress, eopts); err != nil {
+		d.objs.Close()
+		return nil, fmt.Errorf("loading endpoint program: %w", err)
+	}
 	return d, nil
 }
 
 // Close closes the file descriptors. Pins and attachments stay in place, so
 // the programs keep answering after the daemon exits.
 func (d *Dataplane) Close() error {
-	return d.objs.Close()
+	return errors.Join(d.egress.Close(), d.objs.Close())
 }
 
 // ensureBPFFS mounts bpffs at /sys/fs/bpf when pinDir lies below it and it

@@ -29,6 +29,13 @@ func (d *Dataplane) SetUplink(c UplinkConfig) error {
 	if c.Router {
 		v.Flags |= uint32(uplinkUplinkFlagsUPLINK_F_ROUTER)
 	}
+	if c.BridgeMAC != nil {
+		if len(c.BridgeMAC) != 6 {
+			return fmt.Errorf("bridge: %w", ErrBadMAC)
+		}
+		copy(v.BridgeMac[:], c.BridgeMAC)
+	}
+	v.BridgeIfindex = uint32(c.BridgeIndex)
 	if c.NASourceLinkLocal {
 		if !c.LinkLocal.IsValid() {
 			return fmt.Errorf("uplink: NA source link-local without a link-local address: %w", ErrNotIPv6)
@@ -72,8 +79,17 @@ func endpointFrom(k uplinkEndpointKey, v uplinkEndpointInfo) Endpoint {
 	}
 }
 
-// PutEndpoint adds or updates one endpoint.
+// PutEndpoint adds or updates one endpoint. A forwarding endpoint's port
+// goes into the devmap first, so that XDP finds it as soon as the address.
 func (d *Dataplane) PutEndpoint(e Endpoint) error {
+	if err := d.putEndpoint(e); err != nil {
+		return err
+	}
+	// An update may have moved the address off its old port.
+	return d.pruneDevmap()
+}
+
+func (d *Dataplane) putEndpoint(e Endpoint) error {
 	k, err := endpointKey(e.Addr)
 	if err != nil {
 		return err
@@ -82,14 +98,27 @@ func (d *Dataplane) PutEndpoint(e Endpoint) error {
 	if err != nil {
 		return err
 	}
+	if e.Flags&EndpointForward != 0 {
+		if err := d.objs.V6dpDevmap.Put(e.Ifindex, e.Ifindex); err != nil {
+			return fmt.Errorf("endpoint %s: adding ifindex %d to the devmap: %w", e.Addr, e.Ifindex, err)
+		}
+	}
 	if err := d.objs.V6dpEndpoints.Put(&k, &v); err != nil {
 		return fmt.Errorf("writing endpoint %s: %w", e.Addr, err)
 	}
 	return nil
 }
 
-// DeleteEndpoint removes one endpoint; removing an absent one is not an error.
+// DeleteEndpoint removes one endpoint; removing an absent one is not an
+// error. The port leaves the devmap with its last forwarding address.
 func (d *Dataplane) DeleteEndpoint(a netip.Addr) error {
+	if err := d.deleteEndpoint(a); err != nil {
+		return err
+	}
+	return d.pruneDevmap()
+}
+
+func (d *Dataplane) deleteEndpoint(a netip.Addr) error {
 	k, err := endpointKey(a)
 	if err != nil {
 		return err
@@ -98,6 +127,54 @@ func (d *Dataplane) DeleteEndpoint(a netip.Addr) error {
 		return fmt.Errorf("deleting endpoint %s: %w", a, err)
 	}
 	return nil
+}
+
+// pruneDevmap deletes the devmap entries of ports that no forwarding
+// endpoint uses any more. Run after the endpoint entries are gone, it
+// keeps XDP from redirecting into a port whose addresses have left (the
+// kernel deletes the entry of a device that is unregistered by itself).
+func (d *Dataplane) pruneDevmap() error {
+	eps, err := d.Endpoints()
+	if err != nil {
+		return err
+	}
+	used := make(map[uint32]bool, len(eps))
+	for _, e := range eps {
+		if e.Flags&EndpointForward != 0 {
+			used[e.Ifindex] = true
+		}
+	}
+	ports, err := d.ForwardPorts()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range ports {
+		if used[p] {
+			continue
+		}
+		if err := d.objs.V6dpDevmap.Delete(p); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("deleting ifindex %d from the devmap: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ForwardPorts returns the ifindexes in the devmap: the host-side veths XDP
+// may redirect into.
+func (d *Dataplane) ForwardPorts() ([]uint32, error) {
+	var (
+		k, v uint32
+		out  []uint32
+	)
+	it := d.objs.V6dpDevmap.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, k)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading the devmap: %w", err)
+	}
+	return out, nil
 }
 
 // Endpoints returns the endpoints in the map, keyed by address.
@@ -139,7 +216,7 @@ func (d *Dataplane) SyncEndpoints(want map[netip.Addr]Endpoint) error {
 		if old, ok := have[netip.AddrFrom16(k.Addr)]; ok && sameEndpoint(old, e) {
 			continue
 		}
-		if err := d.PutEndpoint(e); err != nil {
+		if err := d.putEndpoint(e); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -147,10 +224,11 @@ func (d *Dataplane) SyncEndpoints(want map[netip.Addr]Endpoint) error {
 		if keep[a] {
 			continue
 		}
-		if err := d.DeleteEndpoint(a); err != nil {
+		if err := d.deleteEndpoint(a); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, d.pruneDevmap())
 	return errors.Join(errs...)
 }
 

@@ -34,7 +34,10 @@ const (
 	uplinkCounterIdCNT_EGRESS_FIB         uplinkCounterId = 15
 	uplinkCounterIdCNT_EGRESS_PASS        uplinkCounterId = 16
 	uplinkCounterIdCNT_ERROR              uplinkCounterId = 17
-	uplinkCounterIdCNT_MAX                uplinkCounterId = 18
+	uplinkCounterIdCNT_FWD_PASS_NDP       uplinkCounterId = 18
+	uplinkCounterIdCNT_EGRESS_PASS_FIB    uplinkCounterId = 19
+	uplinkCounterIdCNT_EGRESS_DISABLED    uplinkCounterId = 20
+	uplinkCounterIdCNT_MAX                uplinkCounterId = 21
 )
 
 type uplinkEndpointFlags uint32
@@ -59,12 +62,15 @@ type uplinkEndpointKey struct {
 }
 
 type uplinkUplinkConfig struct {
-	_         structs.HostLayout
-	Ifindex   uint32
-	Flags     uint32
-	Mac       [6]uint8
-	Pad       [2]uint8
-	LinkLocal [16]uint8
+	_             structs.HostLayout
+	Ifindex       uint32
+	Flags         uint32
+	Mac           [6]uint8
+	Pad           [2]uint8
+	LinkLocal     [16]uint8
+	BridgeIfindex uint32
+	BridgeMac     [6]uint8
+	Pad2          [2]uint8
 }
 
 type uplinkUplinkFlags uint32
@@ -80,6 +86,7 @@ const (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	uplinkMapV6dpCounters  = "v6dp_counters"
+	uplinkMapV6dpDevmap    = "v6dp_devmap"
 	uplinkMapV6dpEndpoints = "v6dp_endpoints"
 	uplinkMapV6dpUplinkCfg = "v6dp_uplink_cfg"
 	uplinkProgTcUplink     = "tc_uplink"
@@ -137,6 +144,7 @@ type uplinkProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type uplinkMapSpecs struct {
 	V6dpCounters  *ebpf.MapSpec `ebpf:"v6dp_counters"`
+	V6dpDevmap    *ebpf.MapSpec `ebpf:"v6dp_devmap"`
 	V6dpEndpoints *ebpf.MapSpec `ebpf:"v6dp_endpoints"`
 	V6dpUplinkCfg *ebpf.MapSpec `ebpf:"v6dp_uplink_cfg"`
 }
@@ -168,6 +176,7 @@ func (o *uplinkObjects) Close() error {
 // It can be passed to loadUplinkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type uplinkMaps struct {
 	V6dpCounters  *ebpf.Map `ebpf:"v6dp_counters"`
+	V6dpDevmap    *ebpf.Map `ebpf:"v6dp_devmap"`
 	V6dpEndpoints *ebpf.Map `ebpf:"v6dp_endpoints"`
 	V6dpUplinkCfg *ebpf.Map `ebpf:"v6dp_uplink_cfg"`
 }
@@ -175,6 +184,7 @@ type uplinkMaps struct {
 func (m *uplinkMaps) Close() error {
 	return _UplinkClose(
 		m.V6dpCounters,
+		m.V6dpDevmap,
 		m.V6dpEndpoints,
 		m.V6dpUplinkCfg,
 	)

@@ -42,6 +42,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } v6dp_counters SEC(".maps");
 
+/*
+ * The host-side veths that XDP may redirect into, keyed and valued by
+ * ifindex. The loader keeps it equal to the ifindexes of the forwarding
+ * endpoints, and the kernel drops an entry itself when its device goes, so
+ * a redirect never reaches a stale ifindex. Devmaps take no BTF for keys
+ * and values; the loader creates it without.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} v6dp_devmap SEC(".maps");
+
 /* endpoint_lookup returns the live endpoint owning addr, or NULL. */
 static __always_inline struct endpoint_info *endpoint_lookup(const __u8 addr[16])
 {

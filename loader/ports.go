@@ -1,0 +1,182 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sort"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// AttachPort attaches tc_endpoint at the ingress of an endpoint's host-side
+// veth (a port of the bridge), where everything the endpoint sends
+// arrives: TCX, first in the chain so that source validation sees every
+// frame, or a clsact filter before 6.6. An existing v6dp link is adopted
+// and its program replaced atomically, as for the uplink.
+func (d *Dataplane) AttachPort(ifindex int) (Mode, error) {
+	pin := linkPin(d.pinDir, portLinkPrefix, ifindex)
+	adopted, err := adoptLink(pin, d.egress.TcEndpoint)
+	if err != nil {
+		return "", err
+	}
+	if adopted {
+		return ModeTCX, nil
+	}
+	l, err := link.AttachTCX(link.TCXOptions{
+		Interface: ifindex,
+		Program:   d.egress.TcEndpoint,
+		Attach:    ebpf.AttachTCXIngress,
+		Anchor:    link.Head(),
+	})
+	if errors.Is(err, link.ErrNotSupported) {
+		return attachClsact(ifindex, d.egress.TcEndpoint, legacyPortFilterName)
+	}
+	if err != nil {
+		return "", fmt.Errorf("attaching TCX to port ifindex %d: %w", ifindex, err)
+	}
+	if err := pinAndRelease(l, pin); err != nil {
+		return "", err
+	}
+	return ModeTCX, nil
+}
+
+// DetachPort removes what v6dp attached for a port: tc_endpoint on the
+// host side and the XDP program on the far end. A port whose veth is gone
+// only leaves defunct pins, which go too; nothing attached is no error.
+func (d *Dataplane) DetachPort(ifindex int) error {
+	return detachPort(d.pinDir, ifindex)
+}
+
+func detachPort(pinDir string, ifindex int) error {
+	var errs []error
+	for _, prefix := range []string{portLinkPrefix, peerXDPLinkPrefix} {
+		_, err := detachPinned(linkPin(pinDir, prefix, ifindex))
+		errs = append(errs, err)
+	}
+	if _, err := netlink.LinkByIndex(ifindex); err == nil {
+		errs = append(errs, removeLegacyFilters(ifindex, legacyPortFilterName))
+	}
+	return errors.Join(errs...)
+}
+
+// Ports returns the ifindexes of the ports with v6dp links pinned (either
+// kind), sorted: what a restarted daemon finds from the last run.
+func (d *Dataplane) Ports() ([]int, error) {
+	pins, err := pinnedLinks(d.pinDir, portLinkPrefix, peerXDPLinkPrefix)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[int]bool{}
+	var out []int
+	for _, ifindex := range pins {
+		if !seen[ifindex] {
+			seen[ifindex] = true
+			out = append(out, ifindex)
+		}
+	}
+	sort.Ints(out)
+	return out, nil
+}
+
+// DetachPorts removes every port attachment under pinDir (DefaultPinDir
+// when empty) and the clsact port filters, without loading anything: for a
+// daemon that runs the kernel path, where no BPF may run on ports.
+func DetachPorts(pinDir string) error {
+	if pinDir == "" {
+		pinDir = DefaultPinDir
+	}
+	pins, err := pinnedLinks(pinDir, portLinkPrefix, peerXDPLinkPrefix)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for name := range pins {
+		_, err := detachPinned(filepath.Join(pinDir, name))
+		errs = append(errs, err)
+	}
+	links, err := netlink.LinkList()
+	errs = append(errs, err)
+	for _, l := range links {
+		errs = append(errs, removeLegacyFilters(l.Attrs().Index, legacyPortFilterName))
+	}
+	return errors.Join(errs...)
+}
+
+// AttachPeerXDP attaches xdp_pass in native mode to the far end of a
+// port's veth, the interface called peerName in the network namespace at
+// nsPath, and pins the link under the port's host-side ifindex. Frames
+// that native XDP on the uplink redirects into the port are handed by
+// veth_xdp_xmit to the far end's NAPI context, which exists only while
+// the far end has an XDP program (or GRO on); without one they are
+// dropped. Generic XDP redirects through the skb path and needs none.
+// An existing pin is kept: the program only passes, nothing to update.
+func (d *Dataplane) AttachPeerXDP(hostIfindex int, nsPath, peerName string) error {
+	pin := linkPin(d.pinDir, peerXDPLinkPrefix, hostIfindex)
+	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+		info, ierr := l.Info()
+		l.Close()
+		if ierr == nil && info.XDP() != nil && info.XDP().Ifindex != 0 {
+			return nil
+		}
+		// Defunct (the far end went): replace it.
+		if _, err := detachPinned(pin); err != nil {
+			return err
+		}
+	}
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return fmt.Errorf("opening namespace %s: %w", nsPath, err)
+	}
+	defer ns.Close()
+	var objs passObjects
+	if err := loadPassObjects(&objs, nil); err != nil {
+		return fmt.Errorf("loading xdp_pass: %w", err)
+	}
+	defer objs.Close()
+
+	// Attaching by ifindex needs the thread in the far end's namespace;
+	// bpffs (for the pin) is the same in every network namespace.
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- fmt.Errorf("entering %s: %w", nsPath, err)
+			return
+		}
+		err = attachPinnedPass(objs.XdpPass, peerName, pin)
+		if serr := netns.Set(orig); serr != nil {
+			// The thread stays locked and dies with the goroutine
+			// rather than serve others in the wrong namespace.
+			errc <- errors.Join(err, serr)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
+}
+
+func attachPinnedPass(prog *ebpf.Program, name, pin string) error {
+	peer, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", name, err)
+	}
+	l, err := link.AttachXDP(link.XDPOptions{
+		Program: prog, Interface: peer.Attrs().Index, Flags: link.XDPDriverMode,
+	})
+	if err != nil {
+		return fmt.Errorf("attaching xdp_pass to %s: %w", name, err)
+	}
+	return pinAndRelease(l, pin)
+}
