@@ -31,13 +31,7 @@ func testForward(t *testing.T, dp string, native bool) {
 	s := newSeed(t, "2001:db8::c008/125")
 	bpf := dp != "kernel"
 	if native {
-		// A program on the router's end makes the daemon pick native
-		// XDP. Its transmit checksum offload is turned off: a frame that
-		// native XDP redirects loses the skb's "checksum left to
-		// offload" state, so only complete checksums survive it, as
-		// a physical NIC always delivers.
-		s.MustRun(s.Router, "ip", "link", "set", "dev", s.RouterIf, "xdpdrv", "obj", "../loader/pass_bpfel.o", "sec", "xdp")
-		s.MustRun(s.Router, "ethtool", "-K", s.RouterIf, "tx", "off")
+		s.routerLikeNIC(t)
 	}
 	d := s.startDaemon(t, s.daemonArgs(dp))
 	if native {

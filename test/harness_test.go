@@ -268,3 +268,16 @@ func (s *seed) hostMAC(t *testing.T) string {
 	t.Helper()
 	return strings.TrimSpace(s.MustRun(s.Host, "cat", "/sys/class/net/eth0/address"))
 }
+
+// routerLikeNIC makes the router's end of the uplink behave like a
+// physical NIC towards native XDP: a veth delivers native XDP_TX and
+// redirected frames only if its far end runs XDP too, so an XDP_PASS
+// program goes there, and the daemon then picks native XDP. Its transmit
+// checksum offload is turned off: a frame that native XDP redirects loses
+// the skb's "checksum left to offload" state, so only complete checksums
+// survive it, as a physical NIC always delivers.
+func (s *seed) routerLikeNIC(t *testing.T) {
+	t.Helper()
+	s.MustRun(s.Router, "ip", "link", "set", "dev", s.RouterIf, "xdpdrv", "obj", "../loader/pass_bpfel.o", "sec", "xdp")
+	s.MustRun(s.Router, "ethtool", "-K", s.RouterIf, "tx", "off")
+}

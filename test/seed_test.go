@@ -93,13 +93,24 @@ func TestIPForwardFalse(t *testing.T) {
 // on eth0, Docker 2001:db8::c008/125, router on-link for 2001:db8::/64.
 func TestNDPProxySeed(t *testing.T) {
 	for _, dp := range dataplanes() {
-		t.Run(dp, func(t *testing.T) { testNDPProxySeed(t, dp) })
+		t.Run(dp, func(t *testing.T) { testNDPProxySeed(t, dp, false) })
 	}
+	// With XDP on the router's end, as a physical NIC behaves, the
+	// daemon's auto choice is native XDP, answering with XDP_TX.
+	t.Run("auto-native", func(t *testing.T) { testNDPProxySeed(t, "auto", true) })
 }
 
-func testNDPProxySeed(t *testing.T, dp string) {
+func testNDPProxySeed(t *testing.T, dp string, native bool) {
 	s := newSeed(t, "2001:db8::c008/125")
+	if native {
+		s.routerLikeNIC(t)
+	}
 	s.startDaemon(t, s.daemonArgs(dp))
+	if native {
+		if st := s.mustV6dp(t, "status"); !strings.Contains(st, "xdp (xdp-native)") {
+			t.Fatalf("auto with an XDP-capable far end: status does not say native XDP:\n%s", st)
+		}
+	}
 	names := []string{s.name("a"), s.name("b"), s.name("c")}
 	var addrs []string
 	for _, n := range names {
