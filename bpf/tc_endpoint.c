@@ -56,39 +56,44 @@ static __always_inline enum egress_action egress_verdict(struct egress_pkt *pkt,
 }
 
 /*
- * egress_source_ok is source address validation: the source must be one
- * of the endpoint's own live addresses (the endpoints map says which port
- * owns each), or link-local, which the kernel keeps on the link anyway.
- * The unspecified address is allowed for ICMPv6 and hop-by-hop packets
- * only: Duplicate Address Detection (RFC 4862 5.4.2) and MLD reports
- * (RFC 3810 5.2.13, behind a Router Alert) are sent from it.
+ * egress_addr_owned reports whether the endpoint behind the port ifindex
+ * may use address a: one of its own live addresses (the endpoints map says
+ * which port owns each), or link-local, which the kernel keeps on the link
+ * anyway.
  */
-static __always_inline bool egress_source_ok(const struct ipv6hdr *ip6, __u32 ifindex)
+static __always_inline bool egress_addr_owned(const struct in6_addr *a, __u32 ifindex)
 {
 	const struct endpoint_info *own;
 
-	if (ipv6_addr_is_link_local(&ip6->saddr))
+	if (ipv6_addr_is_link_local(a))
 		return true;
-	if (ipv6_addr_is_any(&ip6->saddr))
-		return ip6->nexthdr == IPPROTO_ICMPV6 || ip6->nexthdr == IPPROTO_HOPOPTS;
-	own = endpoint_lookup(ip6->saddr.s6_addr);
+	own = endpoint_lookup(a->s6_addr);
 	return own && own->ifindex == ifindex;
 }
 
 /*
- * egress_na_target_ok applies the same rule to the target of a Neighbor
- * Advertisement: an endpoint may advertise only its own addresses, so it
- * cannot take over a neighbour's address on the bridge with a spoofed NA
- * sent from its own link-local address.
+ * egress_source_ok is source address validation: the source must be an
+ * address the endpoint owns. The unspecified address is allowed for ICMPv6
+ * and hop-by-hop packets only: Duplicate Address Detection (RFC 4862
+ * 5.4.2) and MLD reports (RFC 3810 5.2.13, behind a Router Alert) are sent
+ * from it.
+ */
+static __always_inline bool egress_source_ok(const struct ipv6hdr *ip6, __u32 ifindex)
+{
+	if (ipv6_addr_is_any(&ip6->saddr))
+		return ip6->nexthdr == IPPROTO_ICMPV6 || ip6->nexthdr == IPPROTO_HOPOPTS;
+	return egress_addr_owned(&ip6->saddr, ifindex);
+}
+
+/*
+ * The same rule applies to the target of a Neighbor Advertisement: an
+ * endpoint may advertise only its own addresses, so it cannot take over a
+ * neighbour's address on the bridge with a spoofed NA sent from its own
+ * link-local address.
  */
 static __always_inline bool egress_na_target_ok(const struct ndp_msg *na, __u32 ifindex)
 {
-	const struct endpoint_info *own;
-
-	if (ipv6_addr_is_link_local(&na->target))
-		return true;
-	own = endpoint_lookup(na->target.s6_addr);
-	return own && own->ifindex == ifindex;
+	return egress_addr_owned(&na->target, ifindex);
 }
 
 static __always_inline enum egress_action egress_classify(void *data, void *data_end,
@@ -168,41 +173,15 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 }
 
 /*
- * egress_local hands the skb to the ingress of the destination endpoint's
- * eth0 (bpf_redirect_peer), as the bridge and veth would but without them.
- * The skb arrived for another host's MAC (PACKET_OTHERHOST on the veth);
- * kernels before 6.15 do not reset that on a peer redirect, so it is set
- * here, or the endpoint's stack would drop it.
+ * egress_local hands the skb to the destination endpoint's eth0, as the
+ * bridge and veth would but without them: rewritten when routed, as it is
+ * when switched. The skb arrived for another host's MAC (PACKET_OTHERHOST
+ * on the veth), so skb_fwd_peer sets PACKET_HOST.
  */
 static __always_inline int egress_local(struct __sk_buff *skb, const struct egress_pkt *pkt,
 					const struct uplink_config *cfg, bool routed)
 {
-	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
-	const struct endpoint_info *ep = pkt->ep;
-	struct ethhdr *eth = data;
-	struct ipv6hdr *ip6;
-
-	ip6 = ipv6_parse(data, data_end);
-	if (!ip6) {
-		counter_inc(CNT_ERROR);
-		return TC_ACT_UNSPEC;
-	}
-	/*
-	 * Routed, the kernel sends the Packet Too Big; switched, the veth
-	 * drops a frame over the receiver's MTU. Either way, the kernel's.
-	 */
-	if (skb_l3_seg_len(skb, ip6, data_end) > ep->mtu) {
-		counter_inc(CNT_FWD_PASS_MTU);
-		return TC_ACT_UNSPEC;
-	}
-	if (routed)
-		skb_fwd_route(skb, eth, ip6, ep->mac, cfg->bridge_mac);
-	if (bpf_skb_change_type(skb, PACKET_HOST)) {
-		counter_inc(CNT_ERROR);
-		return TC_ACT_UNSPEC;
-	}
-	counter_inc(CNT_EGRESS_LOCAL);
-	return bpf_redirect_peer(ep->ifindex, 0);
+	return skb_fwd_peer(skb, pkt->ep, routed ? cfg->bridge_mac : NULL, true, CNT_EGRESS_LOCAL);
 }
 
 /*
@@ -252,15 +231,8 @@ static __always_inline int egress_route(struct __sk_buff *skb, const struct upli
 		counter_inc(CNT_ERROR);
 		return TC_ACT_UNSPEC;
 	}
-	{
-		__be32 *word = (__be32 *)ip6 + 1;
-		__be32 old = *word, new;
-
-		/* The MACs are the neighbour layer's; only the hop limit here. */
-		ip6->hop_limit--;
-		new = *word;
-		bpf_csum_update(skb, bpf_csum_diff(&old, sizeof(old), &new, sizeof(new), 0));
-	}
+	/* The MACs are the neighbour layer's; only the hop limit here. */
+	skb_hop_limit_dec(skb, ip6);
 	counter_inc(CNT_EGRESS_FIB);
 	return bpf_redirect_neigh(oif, &nh, sizeof(nh), 0);
 }

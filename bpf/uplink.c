@@ -265,31 +265,13 @@ static __always_inline int tc_ndp_reply(struct __sk_buff *skb, const struct upli
 #define TC_PULL_MAX (NDP_NS_MAX_LEN + (__u32)(sizeof(struct ethhdr) + sizeof(struct ipv6hdr)))
 
 /*
- * tc_forward moves the skb from the uplink's ingress straight to the
- * ingress of the endpoint's eth0, across the namespace, without the
- * backlog queue (bpf_redirect_peer). It fails later, dropping the skb, if
- * the veth went or is down: never into another device.
+ * tc_forward moves the skb from the uplink's ingress to the endpoint's
+ * eth0. The router sends it to the uplink's MAC, the one the proxy's NA
+ * gave out, so it arrives PACKET_HOST: pkt_type is left alone.
  */
 static __always_inline int tc_forward(struct __sk_buff *skb, const struct uplink_pkt *pkt)
 {
-	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
-	const struct endpoint_info *ep = pkt->ep;
-	struct ethhdr *eth = data;
-	struct ipv6hdr *ip6;
-
-	ip6 = ipv6_parse(data, data_end);
-	if (!ip6) {
-		counter_inc(CNT_ERROR);
-		return TC_ACT_UNSPEC;
-	}
-	/* The kernel sends the Packet Too Big (RFC 8201, RFC 4443 3.2). */
-	if (skb_l3_seg_len(skb, ip6, data_end) > ep->mtu) {
-		counter_inc(CNT_FWD_PASS_MTU);
-		return TC_ACT_UNSPEC;
-	}
-	skb_fwd_route(skb, eth, ip6, ep->mac, pkt->cfg->bridge_mac);
-	counter_inc(CNT_FWD_REDIRECTED);
-	return bpf_redirect_peer(ep->ifindex, 0);
+	return skb_fwd_peer(skb, pkt->ep, pkt->cfg->bridge_mac, false, CNT_FWD_REDIRECTED);
 }
 
 /*

@@ -152,8 +152,20 @@ func xdpMode(ifindex int) (Mode, error) {
 // v6dp link like AttachXDP. Where the kernel lacks TCX (before 6.6) it falls
 // back to a clsact qdisc with a direct-action bpf filter.
 func (d *Dataplane) AttachTC(ifindex int) (Mode, error) {
-	pin := linkPin(d.pinDir, tcxLinkPrefix, ifindex)
-	adopted, err := adoptLink(pin, d.objs.TcUplink)
+	return attachIngress(linkPin(d.pinDir, tcxLinkPrefix, ifindex), d.objs.TcUplink, ifindex, legacyFilterName)
+}
+
+// attachTCLegacy adds (or replaces) the clsact ingress filter of the uplink.
+func (d *Dataplane) attachTCLegacy(ifindex int) (Mode, error) {
+	return attachClsact(ifindex, d.objs.TcUplink, legacyFilterName)
+}
+
+// attachIngress attaches prog at the ingress of the interface, first in the
+// TCX chain, and pins the link at pin; a link already pinned there is
+// adopted and its program replaced atomically. Without TCX (before 6.6) it
+// adds a clsact filter called legacyName instead.
+func attachIngress(pin string, prog *ebpf.Program, ifindex int, legacyName string) (Mode, error) {
+	adopted, err := adoptLink(pin, prog)
 	if err != nil {
 		return "", err
 	}
@@ -162,12 +174,12 @@ func (d *Dataplane) AttachTC(ifindex int) (Mode, error) {
 	}
 	l, err := link.AttachTCX(link.TCXOptions{
 		Interface: ifindex,
-		Program:   d.objs.TcUplink,
+		Program:   prog,
 		Attach:    ebpf.AttachTCXIngress,
 		Anchor:    link.Head(),
 	})
 	if errors.Is(err, link.ErrNotSupported) {
-		return d.attachTCLegacy(ifindex)
+		return attachClsact(ifindex, prog, legacyName)
 	}
 	if err != nil {
 		return "", fmt.Errorf("attaching TCX to ifindex %d: %w", ifindex, err)
@@ -176,18 +188,15 @@ func (d *Dataplane) AttachTC(ifindex int) (Mode, error) {
 		return "", err
 	}
 	// After a kernel upgrade a clsact filter of an older run may remain.
-	if err := removeLegacyFilters(ifindex, legacyFilterName); err != nil {
+	if err := removeLegacyFilters(ifindex, legacyName); err != nil {
 		return "", err
 	}
 	return ModeTCX, nil
 }
 
-// attachTCLegacy adds (or replaces) the clsact ingress filter. Filters hold
-// the program by themselves and cannot be pinned; they are found by name.
-func (d *Dataplane) attachTCLegacy(ifindex int) (Mode, error) {
-	return attachClsact(ifindex, d.objs.TcUplink, legacyFilterName)
-}
-
+// attachClsact adds (or replaces) a direct-action bpf filter called name at
+// the clsact ingress. Filters hold the program by themselves and cannot be
+// pinned; they are found again by name.
 func attachClsact(ifindex int, prog *ebpf.Program, name string) (Mode, error) {
 	qdisc := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{

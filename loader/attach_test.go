@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -42,9 +41,9 @@ func ipCmd(t testing.TB, args ...string) {
 	}
 }
 
-// newTopology builds the namespaces and the pair and deletes both in
-// t.Cleanup, also when the test fails half-way.
-func newTopology(t *testing.T) *topology {
+// addNetns makes a network namespace named prefix and a random suffix, and
+// deletes it in t.Cleanup, also when the test fails half-way.
+func addNetns(t testing.TB, prefix string) string {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("iproute2 missing:", err)
@@ -53,15 +52,22 @@ func newTopology(t *testing.T) *topology {
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
-	suffix := hex.EncodeToString(b)
-	tp := &topology{hostNS: "v6dpt-h-" + suffix, routerNS: "v6dpt-r-" + suffix}
+	name := prefix + hex.EncodeToString(b)
+	ipCmd(t, "netns", "add", name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("deleting netns %s: %v: %s", name, err, out)
+		}
+	})
+	return name
+}
+
+// newTopology builds the namespaces and the pair and deletes both in
+// t.Cleanup, also when the test fails half-way.
+func newTopology(t *testing.T) *topology {
+	t.Helper()
+	tp := &topology{hostNS: addNetns(t, "v6dpt-h-"), routerNS: addNetns(t, "v6dpt-r-")}
 	for _, name := range []string{tp.hostNS, tp.routerNS} {
-		ipCmd(t, "netns", "add", name)
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-				t.Errorf("deleting netns %s: %v: %s", name, err, out)
-			}
-		})
 		// No DAD: link-local addresses are usable as soon as the link is up.
 		ipCmd(t, "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")
 	}
@@ -96,34 +102,10 @@ func newTopology(t *testing.T) *topology {
 	return tp
 }
 
-// in runs f on a thread switched into ns; bpffs stays the host's, since
-// only the network namespace changes.
+// in runs f on a thread switched into ns, as the loader does.
 func in(t *testing.T, ns netns.NsHandle, f func() error) error {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// The thread is not unlocked: if switching back fails, it dies
-		// with the goroutine instead of serving others in the wrong netns.
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		err = f()
-		if serr := netns.Set(orig); serr != nil {
-			errc <- errors.Join(err, serr)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
+	return inNetns(ns, ns.String(), f)
 }
 
 // solicit sends a multicast NS for target from the router side and returns

@@ -2,13 +2,10 @@ package loader
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -56,20 +53,7 @@ const (
 // fwdNetns makes the namespace described above and returns its handle.
 func fwdNetns(t testing.TB) netns.NsHandle {
 	t.Helper()
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("iproute2 missing:", err)
-	}
-	b := make([]byte, 3)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	name := "v6dpt-f-" + hex.EncodeToString(b)
-	ipCmd(t, "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("deleting netns %s: %v: %s", name, err, out)
-		}
-	})
+	name := addNetns(t, "v6dpt-f-")
 	run := func(args ...string) { ipCmd(t, append([]string{"-n", name}, args...)...) }
 	ipCmd(t, "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
 	ipCmd(t, "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")

@@ -20,29 +20,7 @@ import (
 // and its program replaced atomically, as for the uplink.
 func (d *Dataplane) AttachPort(ifindex int) (Mode, error) {
 	pin := linkPin(d.pinDir, portLinkPrefix, ifindex)
-	adopted, err := adoptLink(pin, d.egress.TcEndpoint)
-	if err != nil {
-		return "", err
-	}
-	if adopted {
-		return ModeTCX, nil
-	}
-	l, err := link.AttachTCX(link.TCXOptions{
-		Interface: ifindex,
-		Program:   d.egress.TcEndpoint,
-		Attach:    ebpf.AttachTCXIngress,
-		Anchor:    link.Head(),
-	})
-	if errors.Is(err, link.ErrNotSupported) {
-		return attachClsact(ifindex, d.egress.TcEndpoint, legacyPortFilterName)
-	}
-	if err != nil {
-		return "", fmt.Errorf("attaching TCX to port ifindex %d: %w", ifindex, err)
-	}
-	if err := pinAndRelease(l, pin); err != nil {
-		return "", err
-	}
-	return ModeTCX, nil
+	return attachIngress(pin, d.egress.TcEndpoint, ifindex, legacyPortFilterName)
 }
 
 // DetachPort removes what v6dp attached for a port: tc_endpoint on the
@@ -141,6 +119,13 @@ func (d *Dataplane) AttachPeerXDP(hostIfindex int, nsPath, peerName string) erro
 
 	// Attaching by ifindex needs the thread in the far end's namespace;
 	// bpffs (for the pin) is the same in every network namespace.
+	return inNetns(ns, nsPath, func() error { return attachPinnedPass(objs.XdpPass, peerName, pin) })
+}
+
+// inNetns runs f on a thread switched into the network namespace ns
+// (called name in errors) and back. Only the network namespace changes:
+// bpffs and the pins stay the same.
+func inNetns(ns netns.NsHandle, name string, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -151,10 +136,10 @@ func (d *Dataplane) AttachPeerXDP(hostIfindex int, nsPath, peerName string) erro
 		}
 		defer orig.Close()
 		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("entering %s: %w", nsPath, err)
+			errc <- fmt.Errorf("entering %s: %w", name, err)
 			return
 		}
-		err = attachPinnedPass(objs.XdpPass, peerName, pin)
+		err = f()
 		if serr := netns.Set(orig); serr != nil {
 			// The thread stays locked and dies with the goroutine
 			// rather than serve others in the wrong namespace.

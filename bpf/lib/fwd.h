@@ -53,6 +53,14 @@ static __always_inline bool fwd_hop_limit_ok(const struct ipv6hdr *ip6)
 	return ip6->hop_limit > 1;
 }
 
+/* fwd_set_macs addresses a routed frame: the next hop's MAC, from the router's. */
+static __always_inline void fwd_set_macs(struct ethhdr *eth, const __u8 dst[ETH_ALEN],
+					 const __u8 src[ETH_ALEN])
+{
+	__builtin_memcpy(eth->h_dest, dst, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, src, ETH_ALEN);
+}
+
 /*
  * fwd_route rewrites a frame for routed delivery: the next hop's MAC as
  * destination, the router's as source, hop limit minus one. Neither MACs
@@ -62,8 +70,7 @@ static __always_inline bool fwd_hop_limit_ok(const struct ipv6hdr *ip6)
 static __always_inline void fwd_route(struct ethhdr *eth, struct ipv6hdr *ip6,
 				      const __u8 dst[ETH_ALEN], const __u8 src[ETH_ALEN])
 {
-	__builtin_memcpy(eth->h_dest, dst, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, src, ETH_ALEN);
+	fwd_set_macs(eth, dst, src);
 	ip6->hop_limit--;
 }
 
