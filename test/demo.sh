@@ -57,7 +57,8 @@ if [ -z "${NO_PEER_XDP:-}" ]; then
 fi
 
 say "v6dp daemon --ipv6 --fixed-cidr-v6 2001:db8::c008/125 --uplink eth0 --ndp-proxy --dataplane $DP"
-inhost "$BIN" daemon --ipv6 --fixed-cidr-v6 2001:db8::c008/125 --uplink eth0 --ndp-proxy \
+# nsenter execs the daemon, so $! is the daemon itself.
+nsenter --net=/run/netns/$H -- "$BIN" daemon --ipv6 --fixed-cidr-v6 2001:db8::c008/125 --uplink eth0 --ndp-proxy \
 	--dataplane "$DP" --state-dir "$STATE" --pin-dir "$PIN" >"$LOG" 2>&1 &
 DPID=$!
 for i in $(seq 50); do grep -q "daemon running" "$LOG" && break; sleep 0.1; done

@@ -62,7 +62,15 @@ const (
 func newSeed(t *testing.T, prefix string) *seed {
 	t.Helper()
 	tp := topo.New(t)
-	s := &seed{Topo: tp, Prefix: prefix, StateDir: t.TempDir(), PinDir: "/sys/fs/bpf/v6dp-test-" + tp.Tag}
+	// Not t.TempDir: that would be removed before the topology's own
+	// cleanup, which needs the state to find the containers and to run
+	// `v6dp cleanup`. Registered first, it is removed last.
+	stateDir, err := os.MkdirTemp("", "v6dp-state-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.Defer(func() { os.RemoveAll(stateDir) })
+	s := &seed{Topo: tp, Prefix: prefix, StateDir: stateDir, PinDir: "/sys/fs/bpf/v6dp-test-" + tp.Tag}
 	s.Router = tp.NS("router")
 	s.Host = tp.NS("host")
 	s.RouterIf = "rt" + tp.Tag
