@@ -204,7 +204,14 @@ func BenchmarkNDPFlood(b *testing.B) {
 					rows = append(rows, r)
 					mu.Unlock()
 					if r.Err != "" {
-						b.Errorf("%s N=%d: %s", c.Name, n, r.Err)
+						// A peer that fails to answer is a measurement
+						// (it stands in the table); only v6dp's own rows
+						// failing fail the run.
+						if strings.HasPrefix(c.Name, "v6dp") || strings.HasPrefix(c.Name, "loader") {
+							b.Errorf("%s N=%d: %s", c.Name, n, r.Err)
+						} else {
+							b.Logf("%s N=%d: %s", c.Name, n, r.Err)
+						}
 						return
 					}
 					reportRow(b, r)
