@@ -323,23 +323,9 @@ func (bt *benchTopo) measure(c config, p params) row {
 // what comes back during a window that starts once trafgen is up.
 func (bt *benchTopo) flood(r *row, p params) error {
 	log := bt.LogFile("trafgen")
-	cmd := exec.Command("ip", "netns", "exec", bt.Router, "taskset", "-c", strconv.Itoa(p.CPU),
-		"trafgen", "--in", bt.TrafgenConf, "--out", "eth0", "--cpus", "1", "--num", "0",
-		"--no-sock-mem", "--notouch-irq", "--no-cpu-stats")
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
+	stop, exited, err := startFlood(bt.Router, p.CPU, bt.TrafgenConf, log)
+	if err != nil {
 		return err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
 	}
 	defer stop()
 	tx0 := bt.stats(bt.Router, "eth0").TxPackets
@@ -615,4 +601,35 @@ func writeGoals(w io.Writer, rows []row) {
 				fmt.Sprintf("%s: %s/s vs %s/s = %.2fx", x.Config, fmtRate(x.Answered), fmtRate(kb), x.Answered/kb))
 		}
 	}
+}
+
+// startFlood runs trafgen at full speed in ns, pinned to cpu, replaying
+// conf until stopped. trafgen forks a worker that outlives a signal to its
+// parent alone (and would go on flooding the next row), so it runs in a
+// process group of its own and stop ends the whole group.
+func startFlood(ns string, cpu int, conf string, log *os.File) (stop func(), exited <-chan struct{}, err error) {
+	cmd := exec.Command("ip", "netns", "exec", ns, "taskset", "-c", strconv.Itoa(cpu),
+		"trafgen", "--in", conf, "--out", "eth0", "--cpus", "1", "--num", "0",
+		"--no-sock-mem", "--notouch-irq", "--no-cpu-stats")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	pgid := cmd.Process.Pid
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = syscall.Kill(-pgid, syscall.SIGINT)
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+			}
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-done
+		})
+	}
+	return stop, done, nil
 }

@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -501,23 +500,9 @@ type floodResult struct {
 func (ft *fwdTopo) flood(p fwdParams, bound bool) (floodResult, error) {
 	var res floodResult
 	log := ft.LogFile("trafgen-udp")
-	cmd := exec.Command("ip", "netns", "exec", ft.Router, "taskset", "-c", strconv.Itoa(p.CPU),
-		"trafgen", "--in", ft.Flood, "--out", "eth0", "--cpus", "1", "--num", "0",
-		"--no-sock-mem", "--notouch-irq", "--no-cpu-stats")
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
+	stop, exited, err := startFlood(ft.Router, p.CPU, ft.Flood, log)
+	if err != nil {
 		return res, err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
 	}
 	defer stop()
 	tx0 := ft.stats(ft.Router, "eth0").TxPackets
