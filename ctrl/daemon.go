@@ -205,8 +205,26 @@ func (d *Daemon) onLink(u netlink.LinkUpdate) bool {
 	if idx == d.host.Bridge.Attrs().Index {
 		return d.accel != nil
 	}
-	onBridge := a.MasterIndex == d.host.Bridge.Attrs().Index && u.Link.Type() == "veth"
-	if u.Header.Type == unix.RTM_DELLINK || !onBridge {
+	bridge := d.host.Bridge.Attrs().Index
+	gone := u.Header.Type == unix.RTM_DELLINK
+	if !gone && (a.MasterIndex != bridge || u.Link.Type() != "veth") {
+		// Not (or no longer) a veth port of the bridge, as far as this
+		// message says. Some notifications carry only part of a link's
+		// attributes (no master, no link kind); withdrawing a live
+		// endpoint on one of those cut every container off, so ask the
+		// kernel before believing it.
+		_, known := d.endpoints[idx]
+		_, waiting := d.pending[idx]
+		if !known && !waiting {
+			return false
+		}
+		l, err := netlink.LinkByIndex(idx)
+		if err == nil && l.Attrs().MasterIndex == bridge && l.Type() == "veth" {
+			return false
+		}
+		gone = true
+	}
+	if gone {
 		delete(d.pending, idx)
 		if _, ok := d.endpoints[idx]; ok {
 			delete(d.endpoints, idx)

@@ -474,6 +474,9 @@ func (ft *fwdTopo) redirected(bpf bool) uint64 {
 		ft.b.Logf("stats: %v", err)
 		return 0
 	}
+	if os.Getenv("V6DP_BENCH_DEBUG") != "" {
+		ft.b.Logf("DEBUG counters: %v", m)
+	}
 	return m["fwd_redirected"]
 }
 

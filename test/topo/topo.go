@@ -154,7 +154,8 @@ func (t *Topo) ReadSysctl(ns, key string) string {
 }
 
 // LogFile returns a file for a process's output that is printed into the
-// test log if the test fails.
+// test log if the test fails. V6DP_KEEP_LOGS=1 keeps the files (in the
+// temp dir) for a look after a run that did not fail.
 func (t *Topo) LogFile(name string) *os.File {
 	t.TB.Helper()
 	f, err := os.CreateTemp("", "v6dp-"+name+"-*.log")
@@ -167,7 +168,9 @@ func (t *Topo) LogFile(name string) *os.File {
 			t.TB.Logf("--- %s log:\n%s", name, b)
 		}
 		f.Close()
-		os.Remove(f.Name())
+		if os.Getenv("V6DP_KEEP_LOGS") == "" {
+			os.Remove(f.Name())
+		}
 	})
 	return f
 }
