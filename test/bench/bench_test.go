@@ -526,27 +526,11 @@ func writeTable(w io.Writer, rows []row, progRows []progRow, p params) {
 			fmtDur(r.Lat.Median), fmtDur(r.Lat.P99), r.Lat.Answered, r.Lat.Sent, vsK, vsV)
 	}
 	tw.Flush()
+	notes := make([]rowNotes, 0, len(rows))
 	for _, r := range rows {
-		if r.Err != "" {
-			e := strings.ReplaceAll(r.Err, "\n", " ")
-			if len(e) > 600 {
-				e = e[:600] + "..."
-			}
-			fmt.Fprintf(w, "error: %s N=%d: %s\n", r.Config, r.N, e)
-		}
-		for _, n := range r.Notes {
-			fmt.Fprintf(w, "note: %s N=%d: %s\n", r.Config, r.N, n)
-		}
+		notes = append(notes, rowNotes{r.Config, r.N, r.Err, r.Notes})
 	}
-	if len(progRows) > 0 {
-		fmt.Fprintln(w, "\nprogram alone (BPF_PROG_TEST_RUN, endpoints map with 1000 entries):")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "program\tcase\tns/packet\tverdict\t")
-		for _, pr := range progRows {
-			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%s\t\n", pr.Prog, pr.Case, pr.NsPerPacket, pr.Verdict)
-		}
-		tw.Flush()
-	}
+	writeNotesAndProgs(w, notes, "program alone (BPF_PROG_TEST_RUN, endpoints map with 1000 entries):", progRows)
 	writeGoals(w, rows)
 }
 
@@ -632,4 +616,39 @@ func startFlood(ns string, cpu int, conf string, log *os.File) (stop func(), exi
 		})
 	}
 	return stop, done, nil
+}
+
+// rowNotes is what every table prints under itself: a row's error and notes.
+type rowNotes struct {
+	Config string
+	N      int
+	Err    string
+	Notes  []string
+}
+
+// writeNotesAndProgs prints the rows' errors and notes, then the programs'
+// own cost under title.
+func writeNotesAndProgs(w io.Writer, rows []rowNotes, title string, progRows []progRow) {
+	for _, r := range rows {
+		if r.Err != "" {
+			e := strings.ReplaceAll(r.Err, "\n", " ")
+			if len(e) > 600 {
+				e = e[:600] + "..."
+			}
+			fmt.Fprintf(w, "error: %s N=%d: %s\n", r.Config, r.N, e)
+		}
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "note: %s N=%d: %s\n", r.Config, r.N, n)
+		}
+	}
+	if len(progRows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\n"+title)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "program\tcase\tns/packet\tverdict\t")
+	for _, pr := range progRows {
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%s\t\n", pr.Prog, pr.Case, pr.NsPerPacket, pr.Verdict)
+	}
+	tw.Flush()
 }

@@ -1032,27 +1032,11 @@ func writeFwdTable(w io.Writer, rows []fwdRow, progRows []progRow, p fwdParams) 
 			pct(r.Delivered, r.Bound), r.TCP/1e9, tcpK, tred)
 	}
 	tw.Flush()
+	notes := make([]rowNotes, 0, len(rows))
 	for _, r := range rows {
-		if r.Err != "" {
-			e := strings.ReplaceAll(r.Err, "\n", " ")
-			if len(e) > 600 {
-				e = e[:600] + "..."
-			}
-			fmt.Fprintf(w, "error: %s N=%d: %s\n", r.Config, r.N, e)
-		}
-		for _, n := range r.Notes {
-			fmt.Fprintf(w, "note: %s N=%d: %s\n", r.Config, r.N, n)
-		}
+		notes = append(notes, rowNotes{r.Config, r.N, r.Err, r.Notes})
 	}
-	if len(progRows) > 0 {
-		fmt.Fprintln(w, "\nforwarding programs alone (BPF_PROG_TEST_RUN on the attached programs and live maps of the largest N, ingress interface set):")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "program\tcase\tns/packet\tverdict\t")
-		for _, pr := range progRows {
-			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%s\t\n", pr.Prog, pr.Case, pr.NsPerPacket, pr.Verdict)
-		}
-		tw.Flush()
-	}
+	writeNotesAndProgs(w, notes, "forwarding programs alone (BPF_PROG_TEST_RUN on the attached programs and live maps of the largest N, ingress interface set):", progRows)
 	writeFwdGoals(w, rows, p)
 }
 

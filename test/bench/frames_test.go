@@ -48,27 +48,7 @@ func nsFrame(srcMAC net.HardwareAddr, src, target netip.Addr) ([]byte, error) {
 // icmp6Checksum is the ICMPv6 checksum (RFC 4443 2.3) of msg, whose own
 // checksum field must be zero, over the IPv6 pseudo-header (RFC 8200 8.1).
 func icmp6Checksum(src, dst netip.Addr, msg []byte) uint16 {
-	var sum uint32
-	add := func(b []byte) {
-		for i := 0; i+1 < len(b); i += 2 {
-			sum += uint32(b[i])<<8 | uint32(b[i+1])
-		}
-		if len(b)%2 == 1 {
-			sum += uint32(b[len(b)-1]) << 8
-		}
-	}
-	s, d := src.As16(), dst.As16()
-	add(s[:])
-	add(d[:])
-	var l [8]byte
-	binary.BigEndian.PutUint32(l[0:4], uint32(len(msg)))
-	l[7] = 58
-	add(l[:])
-	add(msg)
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
+	return l4Checksum(src, dst, 58, msg)
 }
 
 // naTarget returns the target of a Neighbor Advertisement frame, if f is
