@@ -400,21 +400,7 @@ func Remove(pinDir string) error {
 	if pinDir == "" {
 		pinDir = DefaultPinDir
 	}
-	pins, err := pinnedLinks(pinDir, allLinkPrefixes...)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for name := range pins {
-		_, err := detachPinned(filepath.Join(pinDir, name))
-		errs = append(errs, err)
-	}
-	links, err := netlink.LinkList()
-	errs = append(errs, err)
-	for _, l := range links {
-		errs = append(errs, removeLegacyFilters(l.Attrs().Index, legacyFilterName),
-			removeLegacyFilters(l.Attrs().Index, legacyPortFilterName))
-	}
+	errs := []error{detachAll(pinDir, allLinkPrefixes, []string{legacyFilterName, legacyPortFilterName})}
 	if err := os.RemoveAll(pinDir); err != nil {
 		errs = append(errs, fmt.Errorf("removing %s: %w", pinDir, err))
 	}
@@ -439,4 +425,27 @@ func AttachXDPPass(ifindex int) (io.Closer, error) {
 		return nil, fmt.Errorf("attaching xdp_pass to ifindex %d: %w", ifindex, err)
 	}
 	return l, nil
+}
+
+// detachAll detaches the pinned links under pinDir whose names start with
+// one of prefixes, and the clsact filters with one of filterNames on every
+// interface.
+func detachAll(pinDir string, prefixes, filterNames []string) error {
+	pins, err := pinnedLinks(pinDir, prefixes...)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for name := range pins {
+		_, err := detachPinned(filepath.Join(pinDir, name))
+		errs = append(errs, err)
+	}
+	links, err := netlink.LinkList()
+	errs = append(errs, err)
+	for _, l := range links {
+		for _, f := range filterNames {
+			errs = append(errs, removeLegacyFilters(l.Attrs().Index, f))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -3,7 +3,6 @@ package loader
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"sort"
 
@@ -68,21 +67,7 @@ func DetachPorts(pinDir string) error {
 	if pinDir == "" {
 		pinDir = DefaultPinDir
 	}
-	pins, err := pinnedLinks(pinDir, portLinkPrefix, peerXDPLinkPrefix)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for name := range pins {
-		_, err := detachPinned(filepath.Join(pinDir, name))
-		errs = append(errs, err)
-	}
-	links, err := netlink.LinkList()
-	errs = append(errs, err)
-	for _, l := range links {
-		errs = append(errs, removeLegacyFilters(l.Attrs().Index, legacyPortFilterName))
-	}
-	return errors.Join(errs...)
+	return detachAll(pinDir, []string{portLinkPrefix, peerXDPLinkPrefix}, []string{legacyPortFilterName})
 }
 
 // AttachPeerXDP attaches xdp_pass in native mode to the far end of a
