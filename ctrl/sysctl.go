@@ -12,8 +12,23 @@ import (
 // that reads it, so the daemon sees its own namespace's settings.
 const sysctlRoot = "/proc/sys"
 
+// sysctlPath is the file of a sysctl key. Keys are always paths
+// ("net/ipv6/conf/eth0.100/forwarding"), never dotted: an interface name
+// may contain dots (every VLAN uplink does), and in dotted notation they
+// would read as extra directories.
 func sysctlPath(key string) string {
-	return filepath.Join(sysctlRoot, strings.ReplaceAll(key, ".", "/"))
+	return filepath.Join(sysctlRoot, filepath.Clean("/"+key))
+}
+
+// SysctlName writes a key in sysctl(8)'s dotted notation, where the dots
+// inside a component (an interface name) become slashes:
+// "net/ipv6/conf/eth0.100/forwarding" is "net.ipv6.conf.eth0/100.forwarding".
+func SysctlName(key string) string {
+	parts := strings.Split(key, "/")
+	for i, p := range parts {
+		parts[i] = strings.ReplaceAll(p, ".", "/")
+	}
+	return strings.Join(parts, ".")
 }
 
 // ReadSysctl reads a sysctl such as "net/ipv6/conf/all/forwarding".
@@ -49,7 +64,7 @@ func setSysctl(j *Journal, key, value string) error {
 			j.Sysctls[key] = old
 		}
 	}
-	slog.Info("sysctl changed", "key", strings.ReplaceAll(key, "/", "."), "from", old, "to", value)
+	slog.Info("sysctl changed", "key", SysctlName(key), "from", old, "to", value)
 	return nil
 }
 

@@ -49,6 +49,9 @@ type seed struct {
 	// minute, process-wide, and the NDP sockets the tests open in each
 	// router namespace resolve their zone by name.
 	RouterIf string
+	// Uplink is the host's interface towards the router: eth0, or a
+	// VLAN-style name such as eth0.100.
+	Uplink   string
 	StateDir string
 	PinDir   string
 	Prefix   string
@@ -61,6 +64,12 @@ const (
 
 func newSeed(t *testing.T, prefix string) *seed {
 	t.Helper()
+	return newSeedOn(t, prefix, "eth0")
+}
+
+// newSeedOn is newSeed with the host's uplink called uplink.
+func newSeedOn(t *testing.T, prefix, uplink string) *seed {
+	t.Helper()
 	tp := topo.New(t)
 	// Not t.TempDir: that would be removed before the topology's own
 	// cleanup, which needs the state to find the containers and to run
@@ -70,22 +79,22 @@ func newSeed(t *testing.T, prefix string) *seed {
 		t.Fatal(err)
 	}
 	tp.Defer(func() { os.RemoveAll(stateDir) })
-	s := &seed{Topo: tp, Prefix: prefix, StateDir: stateDir, PinDir: "/sys/fs/bpf/v6dp-test-" + tp.Tag}
+	s := &seed{Topo: tp, Uplink: uplink, Prefix: prefix, StateDir: stateDir, PinDir: "/sys/fs/bpf/v6dp-test-" + tp.Tag}
 	s.Router = tp.NS("router")
 	s.Host = tp.NS("host")
 	s.RouterIf = "rt" + tp.Tag
-	tp.Veth(s.Router, s.RouterIf, s.Host, "eth0")
+	tp.Veth(s.Router, s.RouterIf, s.Host, uplink)
 	// Fresh links start with a tentative link-local address for a second
 	// (DAD), during which the host cannot forward; a real uplink has long
 	// been up. Skip DAD on the test links so timings are a host's.
 	tp.Sysctl(s.Router, "net.ipv6.conf."+s.RouterIf+".accept_dad", "0")
-	tp.Sysctl(s.Host, "net.ipv6.conf.eth0.accept_dad", "0")
+	tp.Sysctl(s.Host, "net.ipv6.conf."+sysctlIf(uplink)+".accept_dad", "0")
 	tp.MustRun(s.Router, "ip", "addr", "add", routerAddr+"/64", "dev", s.RouterIf, "nodad")
 	tp.MustRun(s.Router, "ip", "link", "set", s.RouterIf, "up")
-	tp.Sysctl(s.Host, "net.ipv6.conf.eth0.accept_ra", "1")
-	tp.MustRun(s.Host, "ip", "addr", "add", hostAddr+"/64", "dev", "eth0", "nodad")
-	tp.MustRun(s.Host, "ip", "link", "set", "eth0", "up")
-	tp.MustRun(s.Host, "ip", "-6", "route", "add", "default", "via", routerAddr, "dev", "eth0")
+	tp.Sysctl(s.Host, "net.ipv6.conf."+sysctlIf(uplink)+".accept_ra", "1")
+	tp.MustRun(s.Host, "ip", "addr", "add", hostAddr+"/64", "dev", uplink, "nodad")
+	tp.MustRun(s.Host, "ip", "link", "set", uplink, "up")
+	tp.MustRun(s.Host, "ip", "-6", "route", "add", "default", "via", routerAddr, "dev", uplink)
 	// Runs after the namespaces are gone (cleanups run last in, first
 	// out): whatever v6dp left in the shared filesystem goes too.
 	tp.Defer(func() {
@@ -143,7 +152,7 @@ type daemon struct {
 
 // daemonArgs are the seed's flags for the proxy example.
 func (s *seed) daemonArgs(dataplane string, extra ...string) []string {
-	a := []string{"daemon", "--ipv6", "--fixed-cidr-v6", s.Prefix, "--uplink", "eth0", "--ndp-proxy",
+	a := []string{"daemon", "--ipv6", "--fixed-cidr-v6", s.Prefix, "--uplink", s.Uplink, "--ndp-proxy",
 		"--dataplane", dataplane, "--pin-dir", s.PinDir, "--state-dir", s.StateDir, "--log-level", "debug"}
 	return append(a, extra...)
 }
@@ -274,8 +283,12 @@ func (s *seed) waitLive(t *testing.T, addr string, bpf bool) {
 
 func (s *seed) hostMAC(t *testing.T) string {
 	t.Helper()
-	return strings.TrimSpace(s.MustRun(s.Host, "cat", "/sys/class/net/eth0/address"))
+	return strings.TrimSpace(s.MustRun(s.Host, "cat", "/sys/class/net/"+s.Uplink+"/address"))
 }
+
+// sysctlIf writes an interface name as sysctl(8) wants it in a dotted
+// key: its own dots become slashes (eth0.100 is eth0/100).
+func sysctlIf(name string) string { return strings.ReplaceAll(name, ".", "/") }
 
 // routerLikeNIC makes the router's end of the uplink behave like a
 // physical NIC towards native XDP: a veth delivers native XDP_TX and

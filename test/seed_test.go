@@ -93,19 +93,34 @@ func TestIPForwardFalse(t *testing.T) {
 // on eth0, Docker 2001:db8::c008/125, router on-link for 2001:db8::/64.
 func TestNDPProxySeed(t *testing.T) {
 	for _, dp := range dataplanes() {
-		t.Run(dp, func(t *testing.T) { testNDPProxySeed(t, dp, false) })
+		t.Run(dp, func(t *testing.T) { testNDPProxySeed(t, dp, "eth0", false) })
 	}
 	// With XDP on the router's end, as a physical NIC behaves, the
 	// daemon's auto choice is native XDP, answering with XDP_TX.
-	t.Run("auto-native", func(t *testing.T) { testNDPProxySeed(t, "auto", true) })
+	t.Run("auto-native", func(t *testing.T) { testNDPProxySeed(t, "auto", "eth0", true) })
 }
 
-func testNDPProxySeed(t *testing.T, dp string, native bool) {
-	s := newSeed(t, "2001:db8::c008/125")
+// A VLAN uplink's name has a dot (eth0.100): the kernel has no 802.1Q
+// here, so only the name is a VLAN's, and that is what trips sysctl paths.
+func TestNDPProxySeedDottedUplink(t *testing.T) {
+	for _, dp := range []string{"kernel", "tc"} {
+		t.Run(dp, func(t *testing.T) { testNDPProxySeed(t, dp, "eth0.100", false) })
+	}
+}
+
+func testNDPProxySeed(t *testing.T, dp, uplink string, native bool) {
+	s := newSeedOn(t, "2001:db8::c008/125", uplink)
 	if native {
 		s.routerLikeNIC(t)
 	}
 	s.startDaemon(t, s.daemonArgs(dp))
+	// The uplink's own NDP settings, under its own name.
+	for k, want := range map[string]string{"conf": "proxy_ndp=1", "neigh": "proxy_delay=0"} {
+		knob, v, _ := strings.Cut(want, "=")
+		if got := s.ReadSysctl(s.Host, "net.ipv6."+k+"."+sysctlIf(uplink)+"."+knob); got != v {
+			t.Errorf("%s %s = %s, want %s", uplink, knob, got, v)
+		}
+	}
 	if native {
 		if st := s.mustV6dp(t, "status"); !strings.Contains(st, "xdp (xdp-native)") {
 			t.Fatalf("auto with an XDP-capable far end: status does not say native XDP:\n%s", st)
