@@ -28,10 +28,15 @@ generate:
 build:
 	$(GO) build -o $(BIN) ./cmd/v6dp
 
-# Unit tests, BPF packet tests and the integration tests in namespaces.
+# Unit tests, BPF packet tests and the integration tests in namespaces,
+# then every skipped test with its reason (test/testreport); the exit code
+# is go test's.
+test: SHELL := /bin/bash
 test: deps build
+	@[ "$$(id -u)" = 0 ] || { echo "make test: needs root (the integration tests build namespaces)"; exit 1; }
 	$(GO) vet ./...
-	$(GO) test $(GOFLAGS_TEST) ./...
+	$(GO) build -o bin/testreport ./test/testreport
+	set -o pipefail; $(GO) test -json $(GOFLAGS_TEST) ./... | bin/testreport
 
 unit:
 	$(GO) test -count=1 ./ctrl/...

@@ -46,7 +46,7 @@ func ipCmd(t testing.TB, args ...string) {
 func addNetns(t testing.TB, prefix string) string {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("iproute2 missing:", err)
+		t.Fatal("iproute2 missing (run `make deps`):", err)
 	}
 	b := make([]byte, 3)
 	if _, err := rand.Read(b); err != nil {
