@@ -167,8 +167,9 @@ func (p IPv6) upper() []byte {
 	return b
 }
 
-// appendIP appends the fixed header, the extension headers and body.
-func (p IPv6) appendIP(b []byte, ext []Ext, body []byte) []byte {
+// appendIP appends the fixed header, the extension headers ext, and body,
+// which starts with a header of type proto.
+func (p IPv6) appendIP(b []byte, ext []Ext, proto uint8, body []byte) []byte {
 	plen := len(body)
 	for _, e := range ext {
 		plen += 1 + len(e.Body)
@@ -177,7 +178,7 @@ func (p IPv6) appendIP(b []byte, ext []Ext, body []byte) []byte {
 		if i < len(ext) {
 			return ext[i].Type
 		}
-		return p.Proto
+		return proto
 	}
 	b = append(b, 0x60, 0, 0, 0)
 	b = binary.BigEndian.AppendUint16(b, uint16(plen))
@@ -193,27 +194,43 @@ func (p IPv6) appendIP(b []byte, ext []Ext, body []byte) []byte {
 }
 
 // Packet returns the IPv6 packet without an Ethernet header.
-func (p IPv6) Packet() []byte { return p.appendIP(nil, p.Ext, p.upper()) }
+func (p IPv6) Packet() []byte { return p.appendIP(nil, p.Ext, p.Proto, p.upper()) }
 
 // Frame is the Ethernet frame of p.
 func Frame(e Ether, p IPv6) []byte {
-	return p.appendIP(e.append(nil), p.Ext, p.upper())
+	return p.appendIP(e.append(nil), p.Ext, p.Proto, p.upper())
 }
 
-// Fragments splits p into two fragments (RFC 8200 section 4.5): the first
-// carries the first firstLen bytes (a multiple of 8) of the upper-layer
-// message, whose checksum covers the whole message, the second the rest.
-// p.Ext are the unfragmentable headers, repeated in both.
-func Fragments(e Ether, p IPv6, firstLen int, id uint32) [][]byte {
-	body := p.upper()
-	if firstLen%8 != 0 || firstLen <= 0 || firstLen >= len(body) {
-		panic(fmt.Sprintf("fragment length %d of %d bytes", firstLen, len(body)))
+// Fragments splits p into two fragments (RFC 8200 section 4.5). p.Ext are
+// the unfragmentable headers, repeated in both; the fragmentable part is
+// the headers inner followed by the upper-layer message, whose checksum
+// covers the whole message. The first fragment carries the first
+// firstLen bytes (a multiple of 8) of the fragmentable part, the second
+// the rest. With inner headers longer than firstLen, the upper-layer
+// header is only in the second fragment (the evasion of RFC 7113
+// section 2).
+func Fragments(e Ether, p IPv6, inner []Ext, firstLen int, id uint32) [][]byte {
+	var part []byte
+	for i, x := range inner {
+		next := p.Proto
+		if i+1 < len(inner) {
+			next = inner[i+1].Type
+		}
+		part = append(append(part, next), x.Body...)
+	}
+	part = append(part, p.upper()...)
+	if firstLen%8 != 0 || firstLen <= 0 || firstLen >= len(part) {
+		panic(fmt.Sprintf("fragment length %d of %d bytes", firstLen, len(part)))
+	}
+	proto := p.Proto
+	if len(inner) > 0 {
+		proto = inner[0].Type
 	}
 	first := append(append([]Ext(nil), p.Ext...), Fragment(0, true, id))
 	second := append(append([]Ext(nil), p.Ext...), Fragment(uint16(firstLen/8), false, id))
 	return [][]byte{
-		p.appendIP(e.append(nil), first, body[:firstLen]),
-		p.appendIP(e.append(nil), second, body[firstLen:]),
+		p.appendIP(e.append(nil), first, proto, part[:firstLen]),
+		p.appendIP(e.append(nil), second, proto, part[firstLen:]),
 	}
 }
 

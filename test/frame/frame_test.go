@@ -266,7 +266,7 @@ func checkPadding(t *testing.T, opts []byte) {
 func TestFragments(t *testing.T) {
 	na := NA(NAOverride, target, TLLA(macA))
 	fs := Fragments(Ether{Dst: macB, Src: macA}, IPv6{Src: srcLL, Dst: AllNodes, HopLimit: 255,
-		Ext: []Ext{DestOpts(1)}, Proto: ProtoICMPv6, Payload: na}, 16, 0xabcd)
+		Ext: []Ext{DestOpts(1)}, Proto: ProtoICMPv6, Payload: na}, nil, 16, 0xabcd)
 	if len(fs) != 2 {
 		t.Fatalf("%d fragments", len(fs))
 	}
@@ -294,6 +294,36 @@ func TestFragments(t *testing.T) {
 	if d, _ := Parse(fs[1]); d.ICMPType() != -1 {
 		t.Errorf("a non-first fragment parsed as ICMPv6 type %d", d.ICMPType())
 	}
+}
+
+// RFC 7113's evasion: the first fragment holds only a long destination
+// options header, the RA itself is in the second.
+func TestFragmentsHeaderChain(t *testing.T) {
+	ra := RA(1800, SLLA(macA))
+	fs := Fragments(Ether{Dst: macB, Src: macA}, IPv6{Src: srcLL, Dst: AllNodes, HopLimit: 255,
+		Proto: ProtoICMPv6, Payload: ra}, []Ext{DestOpts(4)}, 32, 7)
+	d0, err := Parse(fs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, err := Parse(fs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]uint8{ProtoFragment, ProtoDestOpts}, d0.Exts); diff != "" {
+		t.Errorf("first fragment headers (-want +got):\n%s", diff)
+	}
+	// The parser stops at the end of the first fragment's headers: no
+	// upper layer is in it.
+	if d0.ICMPType() != -1 || len(d0.Payload) != 0 {
+		t.Errorf("first fragment has an upper layer: type %d, % x", d0.ICMPType(), d0.Payload)
+	}
+	// Fragment header next header: destination options.
+	if fs[0][14+40] != ProtoDestOpts || fs[1][14+40] != ProtoDestOpts || d1.Offset != 4 {
+		t.Errorf("fragment headers % x / % x", fs[0][54:62], fs[1][54:62])
+	}
+	// The second fragment's data is the RA, checksummed as a whole.
+	reNDP(t, fs[1][14+40+8:], srcLL, AllNodes)
 }
 
 func TestVLAN(t *testing.T) {

@@ -27,7 +27,10 @@ type Decoded struct {
 	// Proto and Payload are the upper layer after the extension headers.
 	Proto   uint8
 	Payload []byte
-	Raw     []byte
+	// L3 is the IPv6 packet, without the Ethernet header, tags and any
+	// trailing padding.
+	L3  []byte
+	Raw []byte
 }
 
 var errShort = errors.New("frame shorter than its headers")
@@ -71,6 +74,7 @@ func Parse(f []byte) (*Decoded, error) {
 	if end > len(ip) {
 		return nil, errShort
 	}
+	d.L3 = ip[:end]
 	next, p := ip[6], ip[40:end]
 	for {
 		switch next {
