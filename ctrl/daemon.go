@@ -238,8 +238,8 @@ func (d *Daemon) onLink(u netlink.LinkUpdate) bool {
 	if _, waiting := d.pending[idx]; waiting {
 		return false
 	}
-	if err := preparePort(a.Name); err != nil && !isGone(err) {
-		slog.Debug("port ipv6 off", "port", a.Name, "err", err)
+	if err := d.portIPv6Off(a.Name); err != nil && !isGone(err) {
+		slog.Warn("port ipv6 off", "port", a.Name, "err", err)
 	}
 	now := time.Now()
 	d.pending[idx] = retry{next: now, deadline: now.Add(retryFor), delay: retryFirst}
@@ -285,6 +285,7 @@ func (d *Daemon) resync(periodic bool) {
 	if periodic {
 		j, err := d.store.Journal()
 		if err == nil {
+			forgetGonePorts(j)
 			if h, err := EnsureHost(d.cfg, j); err != nil {
 				slog.Warn("host configuration", "err", err)
 			} else {
@@ -313,8 +314,8 @@ func (d *Daemon) resync(periodic bool) {
 			continue
 		}
 		if !periodic {
-			if err := preparePort(ep.HostIf); err != nil && !isGone(err) {
-				slog.Debug("port ipv6 off", "port", ep.HostIf, "err", err)
+			if err := d.portIPv6Off(ep.HostIf); err != nil && !isGone(err) {
+				slog.Warn("port ipv6 off", "port", ep.HostIf, "err", err)
 			}
 		}
 		if len(ep.Addrs) == 0 {

@@ -22,7 +22,9 @@ type Journal struct {
 	AddedAddrs []string `json:"added_addrs,omitempty"`
 	// AddedRoutes are "dev prefix" strings v6dp added.
 	AddedRoutes []string `json:"added_routes,omitempty"`
-	// Sysctls maps a sysctl path to the value it had before v6dp changed it.
+	// Sysctls maps a sysctl path to the value it had before v6dp changed it
+	// (the global ones, the uplink's, the bridge's and each adopted port's
+	// disable_ipv6).
 	Sysctls map[string]string `json:"sysctls,omitempty"`
 	// ProxyUplink is the uplink v6dp put kernel proxy entries on.
 	ProxyUplink string `json:"proxy_uplink,omitempty"`
