@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/v6dp/v6dp/ctrl/rules"
 )
 
 // Addressing modes for container addresses.
@@ -69,6 +71,7 @@ type Config struct {
 	NetnsDirs        []string `json:"netns-dirs"`
 	Resync           Duration `json:"resync-interval"`
 	MetricsAddr      string   `json:"metrics-addr,omitempty"`
+	MaxAddrsPerPort  int      `json:"max-addrs-per-port"`
 }
 
 // Duration is a time.Duration that reads and writes as "10s" in JSON.
@@ -101,6 +104,8 @@ func DefaultConfig() Config {
 		PinDir:     DefaultPinDir,
 		NetnsDirs:  append([]string(nil), DefaultNetnsDirs...),
 		Resync:     Duration{10 * time.Second},
+		// Published addresses per container port (rules.Port.MaxAddrs).
+		MaxAddrsPerPort: rules.DefaultMaxAddrs,
 	}
 }
 
@@ -185,7 +190,7 @@ func cleanJSONError(err error) string {
 func configKeys() []string {
 	return []string{"ipv6", "fixed-cidr-v6", "default-gateway-v6", "ip-forward", "bridge", "uplink",
 		"ndp-proxy", "addressing", "dataplane", "na-source", "state-dir", "pin-dir", "netns-dirs",
-		"resync-interval", "metrics-addr"}
+		"resync-interval", "metrics-addr", "max-addrs-per-port"}
 }
 
 var ifNameRe = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,15}$`)
@@ -301,6 +306,9 @@ func (c Config) Validate() (*Resolved, error) {
 		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
 			return nil, fmt.Errorf("metrics-addr: %q is not host:port (e.g. 127.0.0.1:9662 or :9662)", c.MetricsAddr)
 		}
+	}
+	if c.MaxAddrsPerPort < 1 || c.MaxAddrsPerPort > 1024 {
+		return nil, fmt.Errorf("max-addrs-per-port: %d is out of range (1 to 1024)", c.MaxAddrsPerPort)
 	}
 	if c.Resync.Duration < 100*time.Millisecond {
 		return nil, fmt.Errorf("resync-interval: %s is too short (at least 100ms)", c.Resync.Duration)

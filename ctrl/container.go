@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
-	"runtime"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -200,21 +199,24 @@ func configureInside(ns netns.NsHandle, tmpPeer string, addr netip.Addr, bits in
 }
 
 // newNamedNetns creates a network namespace bound at /run/netns/name
-// without leaving the calling goroutine's thread in it.
+// without leaving any thread but a retired one in it (OnThreadIn).
 func newNamedNetns(name string) (netns.NsHandle, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
+	self, err := netns.Get()
 	if err != nil {
 		return 0, err
 	}
-	defer orig.Close()
-	ns, err := netns.NewNamed(name)
-	if serr := netns.Set(orig); serr != nil {
-		// The thread is stuck in the new namespace: never hand it back
-		// to the Go scheduler.
-		runtime.LockOSThread()
-		return 0, fmt.Errorf("returning to the original namespace: %w", serr)
+	defer self.Close()
+	var ns netns.NsHandle
+	err = OnThreadIn(self, func() error {
+		// NewNamed moves the thread into the new namespace; OnThreadIn
+		// puts it back.
+		var err error
+		ns, err = netns.NewNamed(name)
+		return err
+	})
+	if err != nil && ns != 0 {
+		ns.Close()
+		return 0, err
 	}
 	return ns, err
 }

@@ -7,16 +7,19 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"sort"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6dp/v6dp/ctrl/rules"
 )
 
 // Daemon keeps the kernel (and the BPF maps) in line with the endpoints on
 // the bridge until its context ends. It leaves everything in place when it
-// stops, so traffic and NDP answers go on while no daemon runs.
+// stops, so traffic and NDP answers go on while no daemon runs. What is an
+// endpoint and which addresses are published is decided by its lifecycle
+// (lifecycle.go); the daemon feeds it events and gives it sysKernel.
 type Daemon struct {
 	cfg   *Resolved
 	store Store
@@ -25,25 +28,9 @@ type Daemon struct {
 	accel accel
 	ann   *Announcer
 
-	endpoints map[int]*Endpoint // by host-side ifindex
-	pending   map[int]retry     // ports whose far end has no address yet
-	live      map[netip.Addr]bool
-	metrics   *metrics // nil without --metrics-addr
+	eps     *lifecycle
+	metrics *metrics // nil without --metrics-addr
 }
-
-type retry struct {
-	next     time.Time
-	deadline time.Time
-	delay    time.Duration
-}
-
-// Port retries: fast at first (Docker configures the address a few ms
-// after the port appears), then slower, then left to the periodic resync.
-const (
-	retryFirst = 10 * time.Millisecond
-	retryMax   = 500 * time.Millisecond
-	retryFor   = time.Minute
-)
 
 // RunDaemon sets the host up, then reconciles until ctx ends.
 func RunDaemon(ctx context.Context, r *Resolved) error {
@@ -68,11 +55,9 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	}
 	d := &Daemon{
 		cfg: r, store: st, host: host,
-		disc:      &Discoverer{Bridge: r.Bridge, Prefix: r.Prefix, Dirs: r.NetnsDirs},
-		endpoints: map[int]*Endpoint{},
-		pending:   map[int]retry{},
-		live:      map[netip.Addr]bool{},
+		disc: &Discoverer{Bridge: r.Bridge, Prefix: r.Prefix, Dirs: r.NetnsDirs, Rules: portRules(r)},
 	}
+	d.eps = newLifecycle(sysKernel{d}, host.Bridge.Attrs().Index)
 	rt := &Runtime{PID: os.Getpid(), Started: time.Now().UTC(), Config: r.Config, Addressing: r.Addressing}
 	d.accel, rt.Dataplane, rt.Attach, rt.Reason = startAccel(r, host, j)
 	if serr := st.SaveJournal(j); serr != nil {
@@ -102,9 +87,14 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		return err
 	}
 	defer func() { sub.close() }()
+	addrs, err := subscribeAddrs()
+	if err != nil {
+		return err
+	}
+	defer func() { addrs.close() }()
 	d.resync(false)
 	slog.Info("daemon running", "bridge", r.Bridge, "uplink", r.Uplink, "prefix", r.Prefix,
-		"addressing", r.Addressing, "endpoints", len(d.endpoints), "addresses", len(d.live))
+		"addressing", r.Addressing, "endpoints", len(d.eps.published), "addresses", len(d.eps.live))
 
 	full := time.NewTicker(r.Resync.Duration)
 	defer full.Stop()
@@ -113,7 +103,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	for {
 		select {
 		case <-ctx.Done():
-			slog.Info("daemon stopping; dataplane stays in place", "addresses", len(d.live))
+			slog.Info("daemon stopping; dataplane stays in place", "addresses", len(d.eps.live))
 			return nil
 		case err := <-sub.errs:
 			// Lost events (ENOBUFS under a burst of thousands of ports):
@@ -125,13 +115,48 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 				return err
 			}
 			d.resync(true)
+		case err := <-addrs.errs:
+			slog.Warn("address events lost; resubscribing and resyncing", "err", err)
+			addrs.close()
+			if addrs, err = subscribeAddrs(); err != nil {
+				return err
+			}
+			d.resync(true)
+		case nsid, ok := <-addrs.nsids:
+			if !ok {
+				// Closed after an error; the error case resubscribes.
+				addrs.nsids = nil
+				continue
+			}
+			// A container adds its addresses in a burst: one read of
+			// each namespace for all of it.
+			dirty := map[int]bool{nsid: true}
+			for more := true; more; {
+				select {
+				case n, ok := <-addrs.nsids:
+					if !ok {
+						addrs.nsids, more = nil, false
+						break
+					}
+					dirty[n] = true
+				default:
+					more = false
+				}
+			}
+			changed := false
+			for n := range dirty {
+				changed = d.eps.Addrs(n) || changed
+			}
+			if changed {
+				d.eps.Apply()
+			}
 		case u, ok := <-sub.updates:
 			if !ok {
 				// Closed after an error; the error case resubscribes.
 				sub.updates = nil
 				continue
 			}
-			changed := d.onLink(u)
+			changed := d.eps.Link(toLinkEvent(u))
 			// Drain what is queued so a burst costs one apply.
 			for more := true; more; {
 				select {
@@ -140,17 +165,17 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 						sub.updates, more = nil, false
 						break
 					}
-					changed = d.onLink(u) || changed
+					changed = d.eps.Link(toLinkEvent(u)) || changed
 				default:
 					more = false
 				}
 			}
 			if changed {
-				d.apply()
+				d.eps.Apply()
 			}
 		case <-fast.C:
-			if len(d.pending) > 0 && d.retryPending() {
-				d.apply()
+			if d.eps.Pending() && d.eps.Retry() {
+				d.eps.Apply()
 			}
 		case <-full.C:
 			d.resync(true)
@@ -196,91 +221,36 @@ func (s *linkSub) close() {
 	}
 }
 
-// onLink handles one link event and reports whether the endpoint set
-// changed.
-func (d *Daemon) onLink(u netlink.LinkUpdate) bool {
+func toLinkEvent(u netlink.LinkUpdate) linkEvent {
 	a := u.Link.Attrs()
-	idx := a.Index
-	// The bridge's MAC and MTU are part of what BPF forwards with.
-	if idx == d.host.Bridge.Attrs().Index {
-		return d.accel != nil
-	}
-	bridge := d.host.Bridge.Attrs().Index
-	gone := u.Header.Type == unix.RTM_DELLINK
-	if !gone && (a.MasterIndex != bridge || u.Link.Type() != "veth") {
-		// Not (or no longer) a veth port of the bridge, as far as this
-		// message says. Some notifications carry only part of a link's
-		// attributes (no master, no link kind); withdrawing a live
-		// endpoint on one of those cut every container off, so ask the
-		// kernel before believing it.
-		_, known := d.endpoints[idx]
-		_, waiting := d.pending[idx]
-		if !known && !waiting {
-			return false
-		}
-		l, err := netlink.LinkByIndex(idx)
-		if err == nil && l.Attrs().MasterIndex == bridge && l.Type() == "veth" {
-			return false
-		}
-		gone = true
-	}
-	if gone {
-		delete(d.pending, idx)
-		if _, ok := d.endpoints[idx]; ok {
-			delete(d.endpoints, idx)
-			return true
-		}
-		return false
-	}
-	if _, known := d.endpoints[idx]; known {
-		return false
-	}
-	if _, waiting := d.pending[idx]; waiting {
-		return false
-	}
-	if err := d.portIPv6Off(a.Name); err != nil && !isGone(err) {
-		slog.Warn("port ipv6 off", "port", a.Name, "err", err)
-	}
-	now := time.Now()
-	d.pending[idx] = retry{next: now, deadline: now.Add(retryFor), delay: retryFirst}
-	return d.retryPending()
+	return linkEvent{Index: a.Index, Name: a.Name, Master: a.MasterIndex, Veth: u.Link.Type() == "veth",
+		Deleted: u.Header.Type == unix.RTM_DELLINK}
 }
 
-// retryPending resolves the ports that are due and reports whether any
-// became an endpoint.
-func (d *Daemon) retryPending() bool {
-	now := time.Now()
-	changed := false
-	for idx, r := range d.pending {
-		if now.Before(r.next) {
-			continue
-		}
-		ep, err := d.disc.Port(idx)
-		switch {
-		case err == nil && len(ep.Addrs) > 0:
-			d.endpoints[idx] = ep
-			delete(d.pending, idx)
-			changed = true
-			continue
-		case err != nil && isGone(err):
-			delete(d.pending, idx)
-			continue
-		}
-		if now.After(r.deadline) {
-			// The periodic resync picks it up if it ever gets an address.
-			delete(d.pending, idx)
-			continue
-		}
-		r.delay = min(r.delay*2, retryMax)
-		r.next = now.Add(r.delay)
-		d.pending[idx] = r
-	}
-	return changed
+// portRules are the address rules of the configured network; the host's
+// own addresses are filled in at each resync.
+func portRules(r *Resolved) rules.Port {
+	return rules.Port{Prefix: r.Prefix, Gateway: r.Gateway, MaxAddrs: r.MaxAddrsPerPort}
 }
 
-// resync rebuilds the endpoint set from the kernel and re-applies the host
-// configuration: the repair for lost events, crashed daemons and hands
-// that changed things behind v6dp's back.
+// hostAddrs returns every IPv6 address of this namespace's interfaces.
+func hostAddrs() (map[netip.Addr]bool, error) {
+	list, err := netlink.AddrList(nil, netlink.FAMILY_V6)
+	if err != nil {
+		return nil, fmt.Errorf("listing the host's addresses: %w", err)
+	}
+	out := make(map[netip.Addr]bool, len(list))
+	for _, a := range list {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out[ip.Unmap()] = true
+		}
+	}
+	return out, nil
+}
+
+// resync re-applies the host configuration (periodic only) and rebuilds
+// the endpoint set from the kernel: the repair for lost events, crashed
+// daemons and hands that changed things behind v6dp's back.
 func (d *Daemon) resync(periodic bool) {
 	if periodic {
 		j, err := d.store.Journal()
@@ -290,87 +260,59 @@ func (d *Daemon) resync(periodic bool) {
 				slog.Warn("host configuration", "err", err)
 			} else {
 				d.host = h
+				d.eps.bridge = h.Bridge.Attrs().Index
 			}
 			_ = d.store.SaveJournal(j)
 		}
 	}
-	eps, err := d.disc.Scan()
-	if err != nil {
-		// Keep answering for what is known rather than for nothing.
-		slog.Warn("scanning the bridge; keeping the current endpoints", "err", err)
-		return
+	if own, err := hostAddrs(); err == nil {
+		d.disc.Rules.Reserved = own
+	} else {
+		slog.Warn("host addresses; keeping the last list", "err", err)
 	}
-	next := map[int]*Endpoint{}
-	for i := range eps {
-		ep := eps[i]
-		if ep.Err != nil {
-			// A port that is still there but could not be read this
-			// time keeps what was known of it.
-			if old, ok := d.endpoints[ep.HostIndex]; ok && !isGone(ep.Err) {
-				next[ep.HostIndex] = old
-			} else if !periodic {
-				slog.Info("port not resolved", "port", ep.HostIf, "err", ep.Err)
-			}
-			continue
-		}
-		if !periodic {
-			if err := d.portIPv6Off(ep.HostIf); err != nil && !isGone(err) {
-				slog.Warn("port ipv6 off", "port", ep.HostIf, "err", err)
-			}
-		}
-		if len(ep.Addrs) == 0 {
-			continue
-		}
-		next[ep.HostIndex] = &ep
+	if d.eps.Resync(periodic) {
+		d.eps.Apply()
 	}
-	d.endpoints = next
-	d.apply()
 }
 
-// apply pushes the endpoint set into the kernel proxy entries and the BPF
-// maps, and announces the addresses that are new.
-func (d *Daemon) apply() {
-	want := map[netip.Addr]bool{}
-	for _, ep := range d.endpoints {
-		for _, a := range ep.Addrs {
-			want[a] = true
-		}
+// sysKernel is the lifecycle's kernel: the discoverer, the BPF dataplane,
+// the kernel proxy entries and the announcer.
+type sysKernel struct{ d *Daemon }
+
+func (k sysKernel) Scan() ([]Endpoint, error)         { return k.d.disc.Scan() }
+func (k sysKernel) Port(index int) (*Endpoint, error) { return k.d.disc.Port(index) }
+func (k sysKernel) PreparePort(name string) error     { return k.d.portIPv6Off(name) }
+
+func (k sysKernel) IsPort(index int) (bool, error) {
+	l, err := netlink.LinkByIndex(index)
+	if err != nil {
+		return false, err
 	}
-	var fresh []netip.Addr
-	for a := range want {
-		if !d.live[a] {
-			fresh = append(fresh, a)
-		}
-	}
-	// The BPF map first: it answers before the kernel would.
+	return l.Attrs().MasterIndex == k.d.host.Bridge.Attrs().Index && l.Type() == "veth", nil
+}
+
+// Publish puts the BPF map first: it answers before the kernel would.
+func (k sysKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) error {
+	d := k.d
+	var errs []error
 	if d.accel != nil {
-		if err := d.accel.Sync(d.endpoints); err != nil {
-			slog.Warn("bpf endpoints", "err", err)
+		if err := d.accel.Sync(eps); err != nil {
+			errs = append(errs, fmt.Errorf("bpf endpoints: %w", err))
 		}
 	}
 	if d.cfg.NDPProxy && d.host.Uplink != nil {
 		if _, _, err := SyncProxy(d.host.Uplink.Attrs().Index, d.cfg.Prefix, want); err != nil {
-			slog.Warn("proxy entries", "err", err)
+			errs = append(errs, fmt.Errorf("proxy entries: %w", err))
 		}
 	}
-	var gone []netip.Addr
-	for a := range d.live {
-		if !want[a] {
-			gone = append(gone, a)
-		}
-	}
-	sort.Slice(fresh, func(i, j int) bool { return fresh[i].Less(fresh[j]) })
-	for _, a := range fresh {
-		slog.Info("endpoint address live", "addr", a)
-	}
-	for _, a := range gone {
-		slog.Info("endpoint address gone", "addr", a)
-	}
-	d.live = want
 	if d.metrics != nil {
 		d.metrics.addresses.Store(int64(len(want)))
-		d.metrics.endpoints.Store(int64(len(d.endpoints)))
+		d.metrics.endpoints.Store(int64(len(eps)))
 	}
-	d.ann.Withdraw(gone)
-	d.ann.Announce(fresh)
+	return errors.Join(errs...)
+}
+
+func (k sysKernel) Announce(fresh, gone []netip.Addr) {
+	k.d.ann.Withdraw(gone)
+	k.d.ann.Announce(fresh)
 }

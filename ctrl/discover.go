@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6dp/v6dp/ctrl/rules"
 )
 
 // Endpoint is one container interface on the bridge, as found in the kernel.
@@ -26,23 +28,40 @@ type Endpoint struct {
 	PeerIf    string           `json:"peer_if,omitempty"`
 	MAC       net.HardwareAddr `json:"-"`
 	MTU       int              `json:"mtu"`
-	Addrs     []netip.Addr     `json:"addrs"`
+	// NetnsID is the far end's namespace as this namespace numbers it
+	// (the port's IFLA_LINK_NETNSID).
+	NetnsID int `json:"netnsid"`
+	// Addrs are the addresses the port may publish (rules.Port); in the
+	// daemon's table, only those it owns.
+	Addrs []netip.Addr `json:"addrs"`
+	// Held is every address in the prefix the far end has.
+	Held []netip.Addr `json:"held,omitempty"`
+	// Refused are held addresses that are not published, with the reason.
+	Refused []rules.Refusal `json:"refused,omitempty"`
 	// Err says why the port could not be resolved (its far end's
 	// namespace unknown, or a read that failed); Addrs is empty then.
 	Err error `json:"-"`
 }
 
 // Discoverer finds the endpoints on a bridge: every veth port whose far end
-// sits in a network namespace it can open, with that end's addresses in the
-// container prefix. It needs no traffic: the port's IFLA_LINK_NETNSID names
-// the far end's namespace, which is matched to a namespace file.
+// sits in another network namespace, with that end's addresses in the
+// container prefix. It needs no traffic and no path: the port's
+// IFLA_LINK_NETNSID names the far end's namespace, and rtnetlink reads
+// links and addresses there by that id (Linux 4.20). Namespace files (in
+// Dirs, else a process's /proc/PID/ns/net) name the endpoint, serve
+// kernels without target-netnsid reads, and are what programs are attached
+// through.
 type Discoverer struct {
 	Bridge string
 	Prefix netip.Prefix
 	Dirs   []string
+	// Rules decide which held addresses a port may publish; Rules.Prefix
+	// defaults to Prefix.
+	Rules rules.Port
 
 	mu    sync.Mutex
 	files map[string]nsFile // by path
+	route *nsidRoute
 }
 
 type nsFile struct {
@@ -50,12 +69,21 @@ type nsFile struct {
 	nsid int
 }
 
-// ErrNoNetns means the far end's namespace is not in any searched directory.
-var ErrNoNetns = errors.New("namespace of the veth peer not found in the netns directories")
+// ErrNotPort means a link is not a veth port of the bridge.
+var ErrNotPort = errors.New("not a veth port of the bridge")
+
+// ErrSameNetns means both ends of a port's veth are in this namespace.
+var ErrSameNetns = errors.New("the veth's far end is in the host's own namespace")
 
 // nsidPaths maps each namespace id (as the host sees it) to a file that
 // holds the namespace. Files are re-queried only when their inode changes.
 func (d *Discoverer) nsidPaths() map[int]string {
+	out := d.dirPaths()
+	d.procPaths(out)
+	return out
+}
+
+func (d *Discoverer) dirPaths() map[int]string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.files == nil {
@@ -93,6 +121,45 @@ func (d *Discoverer) nsidPaths() map[int]string {
 		}
 	}
 	return out
+}
+
+// procPaths adds, for namespaces that no file in Dirs holds, the
+// namespace of some process (/proc/PID/ns/net): a namespace held only by
+// its processes (Podman's, containerd's without a bind mount) is named
+// and opened that way. Each namespace costs one open per scan, and only
+// when not already known.
+func (d *Discoverer) procPaths(out map[int]string) {
+	known := map[uint64]bool{}
+	for _, p := range out {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil {
+			known[st.Ino] = true
+		}
+	}
+	var self unix.Stat_t
+	if unix.Stat("/proc/self/ns/net", &self) == nil {
+		known[self.Ino] = true
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.Name()[0] < '1' || e.Name()[0] > '9' {
+			continue
+		}
+		p := "/proc/" + e.Name() + "/ns/net"
+		var st unix.Stat_t
+		if unix.Stat(p, &st) != nil || known[st.Ino] {
+			continue
+		}
+		known[st.Ino] = true
+		if id := nsidOf(p); id >= 0 {
+			if _, dup := out[id]; !dup {
+				out[id] = p
+			}
+		}
+	}
 }
 
 func nsidOf(path string) int {
@@ -158,58 +225,134 @@ func (d *Discoverer) Scan() ([]Endpoint, error) {
 	return eps, nil
 }
 
-// Port resolves one port by interface index.
+// Port resolves one port by interface index. A link that is not (or no
+// longer) a veth port of the bridge is ErrNotPort: a queued "new port"
+// message may be read after the port left.
 func (d *Discoverer) Port(index int) (*Endpoint, error) {
 	l, err := netlink.LinkByIndex(index)
 	if err != nil {
 		return nil, err
+	}
+	br, err := netlink.LinkByName(d.Bridge)
+	if err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", d.Bridge, err)
+	}
+	if l.Attrs().MasterIndex != br.Attrs().Index || l.Type() != "veth" {
+		return nil, fmt.Errorf("%s: %w", l.Attrs().Name, ErrNotPort)
 	}
 	return d.resolve(l, d.nsidPaths())
 }
 
 func (d *Discoverer) resolve(l netlink.Link, paths map[int]string) (*Endpoint, error) {
 	a := l.Attrs()
-	ep := &Endpoint{HostIf: a.Name, HostIndex: a.Index, HostMAC: a.HardwareAddr}
-	path, ok := paths[a.NetNsID]
-	if !ok {
-		return ep, fmt.Errorf("port %s (netnsid %d): %w", a.Name, a.NetNsID, ErrNoNetns)
+	ep := &Endpoint{HostIf: a.Name, HostIndex: a.Index, HostMAC: a.HardwareAddr, NetnsID: a.NetNsID}
+	if a.NetNsID < 0 {
+		// Both ends in this namespace: not a container's port.
+		return ep, fmt.Errorf("port %s: %w", a.Name, ErrSameNetns)
 	}
-	ep.Netns, ep.Name = path, filepath.Base(path)
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return ep, fmt.Errorf("port %s: opening %s: %w", a.Name, path, err)
+	if path, ok := paths[a.NetNsID]; ok {
+		ep.Netns, ep.Name = path, nsName(path)
+	} else {
+		ep.Name = fmt.Sprintf("netnsid-%d", a.NetNsID)
 	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return ep, fmt.Errorf("port %s: netlink in %s: %w", a.Name, path, err)
+	err := d.resolveByNsid(ep, a.NetNsID, a.ParentIndex)
+	if err == nil || isGone(err) || ep.Netns == "" {
+		return ep, err
 	}
-	defer h.Close()
-	peer, err := h.LinkByIndex(a.ParentIndex)
+	// An old kernel (no target netnsid): the namespace file.
+	return ep, d.resolveByFile(ep, a.ParentIndex)
+}
+
+// nsName is the name an endpoint is shown under: the namespace file's name,
+// or for a namespace held only by a process, "pid N".
+func nsName(path string) string {
+	if pid, ok := strings.CutPrefix(path, "/proc/"); ok {
+		return "pid " + strings.TrimSuffix(pid, "/ns/net")
+	}
+	return filepath.Base(path)
+}
+
+// resolveByNsid reads the far end and its addresses by namespace id.
+func (d *Discoverer) resolveByNsid(ep *Endpoint, nsid, peerIndex int) error {
+	d.mu.Lock()
+	if d.route == nil {
+		r, err := newNsidRoute()
+		if err != nil {
+			d.mu.Unlock()
+			return err
+		}
+		d.route = r
+	}
+	r := d.route
+	d.mu.Unlock()
+	peer, err := r.Link(nsid, peerIndex)
 	if err != nil {
-		return ep, fmt.Errorf("port %s: peer %d in %s: %w", a.Name, a.ParentIndex, path, err)
+		return fmt.Errorf("port %s: peer %d in netnsid %d: %w", ep.HostIf, peerIndex, nsid, err)
 	}
 	pa := peer.Attrs()
 	ep.PeerIf, ep.MAC, ep.MTU = pa.Name, pa.HardwareAddr, pa.MTU
-	addrs, err := h.AddrList(peer, netlink.FAMILY_V6)
+	addrs, err := r.Addrs(nsid, peerIndex)
 	if err != nil {
-		return ep, fmt.Errorf("port %s: addresses in %s: %w", a.Name, path, err)
+		return fmt.Errorf("port %s: addresses in netnsid %d: %w", ep.HostIf, nsid, err)
 	}
-	for _, ad := range addrs {
-		ip, ok := netip.AddrFromSlice(ad.IP)
-		if !ok || ad.Flags&unix.IFA_F_DADFAILED != 0 {
-			continue
-		}
-		if ip = ip.Unmap(); d.Prefix.Contains(ip) {
-			ep.Addrs = append(ep.Addrs, ip)
-		}
-	}
-	sort.Slice(ep.Addrs, func(i, j int) bool { return ep.Addrs[i].Less(ep.Addrs[j]) })
-	return ep, nil
+	ep.Addrs, ep.Held, ep.Refused = d.usable(addrs)
+	return nil
 }
 
-// isGone reports whether err means the interface or namespace went away.
+// resolveByFile reads the far end through its namespace file.
+func (d *Discoverer) resolveByFile(ep *Endpoint, peerIndex int) error {
+	var addrs []nsAddr
+	err := InNetns(ep.Netns, func(h *netlink.Handle) error {
+		peer, err := h.LinkByIndex(peerIndex)
+		if err != nil {
+			return fmt.Errorf("peer %d: %w", peerIndex, err)
+		}
+		pa := peer.Attrs()
+		ep.PeerIf, ep.MAC, ep.MTU = pa.Name, pa.HardwareAddr, pa.MTU
+		list, err := h.AddrList(peer, netlink.FAMILY_V6)
+		if err != nil {
+			return fmt.Errorf("addresses: %w", err)
+		}
+		for _, ad := range list {
+			ip, ok := netip.AddrFromSlice(ad.IP)
+			if !ok {
+				continue
+			}
+			bits, _ := ad.Mask.Size()
+			addrs = append(addrs, nsAddr{Index: peerIndex, Addr: ip.Unmap(), Bits: bits, Flags: uint32(ad.Flags)})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("port %s: %w", ep.HostIf, err)
+	}
+	ep.Addrs, ep.Held, ep.Refused = d.usable(addrs)
+	return nil
+}
+
+// usable splits a port's addresses in the prefix into those it may
+// publish (rules.Port.Publishable), all it holds, and the refused ones.
+func (d *Discoverer) usable(addrs []nsAddr) (ok, held []netip.Addr, refused []rules.Refusal) {
+	r := d.Rules
+	if !r.Prefix.IsValid() {
+		r.Prefix = d.Prefix
+	}
+	in := make([]rules.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if r.Prefix.Contains(a.Addr) {
+			held = append(held, a.Addr)
+			in = append(in, rules.Addr{Addr: a.Addr, Flags: a.Flags})
+		}
+	}
+	sort.Slice(held, func(i, j int) bool { return held[i].Less(held[j]) })
+	ok, refused = r.Publishable(in)
+	return ok, held, refused
+}
+
+// isGone reports whether err means the interface or namespace went away,
+// or the interface is no port of the bridge.
 func isGone(err error) bool {
 	var nf netlink.LinkNotFoundError
-	return errors.As(err, &nf) || errors.Is(err, syscall.ENODEV) || errors.Is(err, os.ErrNotExist)
+	return errors.As(err, &nf) || errors.Is(err, syscall.ENODEV) || errors.Is(err, os.ErrNotExist) ||
+		errors.Is(err, ErrNotPort)
 }

@@ -1,11 +1,14 @@
 package ctrl
 
 import (
+	"fmt"
 	"net/netip"
 	"sort"
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/v6dp/v6dp/ctrl/rules"
 )
 
 // EndpointReport is one endpoint as `v6dp endpoints` shows it.
@@ -20,6 +23,8 @@ type EndpointReport struct {
 	KernelProxy bool `json:"kernel_proxy"`
 	// BPF: every address is in the BPF endpoints map.
 	BPF bool `json:"bpf"`
+	// Refused are addresses the container holds that are not published.
+	Refused []rules.Refusal `json:"refused,omitempty"`
 }
 
 // StatusReport is what `v6dp status` shows.
@@ -81,18 +86,23 @@ func Report(r *Resolved) (*StatusReport, error) {
 			owned[c.Netns] = true
 		}
 	}
-	d := &Discoverer{Bridge: r.Bridge, Prefix: r.Prefix, Dirs: r.NetnsDirs}
+	d := &Discoverer{Bridge: r.Bridge, Prefix: r.Prefix, Dirs: r.NetnsDirs, Rules: portRules(r)}
+	d.Rules.Reserved, _ = hostAddrs()
 	eps, err := d.Scan()
 	if err != nil {
 		rep.Problems = append(rep.Problems, err.Error())
 	}
 	for _, ep := range eps {
 		if ep.Err != nil {
-			rep.Problems = append(rep.Problems, ep.Err.Error())
+			rep.Problems = append(rep.Problems, "not resolved: "+ep.Err.Error())
 			continue
 		}
 		e := EndpointReport{Name: ep.Name, Addrs: ep.Addrs, MAC: ep.MAC.String(), HostIf: ep.HostIf,
-			Netns: ep.Netns, Owner: "other", KernelProxy: len(ep.Addrs) > 0, BPF: len(ep.Addrs) > 0}
+			Netns: ep.Netns, Owner: "other", KernelProxy: len(ep.Addrs) > 0, BPF: len(ep.Addrs) > 0,
+			Refused: ep.Refused}
+		for _, f := range ep.Refused {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s (%s): %s not published: %s", ep.Name, ep.HostIf, f.Addr, f.Reason))
+		}
 		if owned[ep.Netns] {
 			e.Owner = "v6dp"
 		}

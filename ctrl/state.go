@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/v6dp/v6dp/ctrl/rules"
 )
 
 // Journal records what v6dp changed on the host, so that `v6dp cleanup`
@@ -125,6 +127,10 @@ func (s Store) LastConfig() (*Config, error) {
 	r := &Runtime{}
 	if err := s.read("daemon.json", r); err != nil {
 		return nil, err
+	}
+	if r.Config.MaxAddrsPerPort == 0 {
+		// Written by a daemon from before the setting existed.
+		r.Config.MaxAddrsPerPort = rules.DefaultMaxAddrs
 	}
 	return &r.Config, nil
 }

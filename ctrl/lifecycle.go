@@ -1,0 +1,298 @@
+package ctrl
+
+import (
+	"log/slog"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/v6dp/v6dp/ctrl/rules"
+)
+
+// kernel is everything the endpoint lifecycle asks of the system. The
+// daemon's is sysKernel; the table tests use a fake that records what it
+// was asked to do.
+type kernel interface {
+	// Scan returns every veth port of the bridge as an endpoint (an
+	// unresolved one with Err set); an error means no answer at all,
+	// never an empty bridge.
+	Scan() ([]Endpoint, error)
+	// Port resolves one port by host-side ifindex.
+	Port(index int) (*Endpoint, error)
+	// IsPort asks the kernel whether index is a veth port of the bridge.
+	IsPort(index int) (bool, error)
+	// PreparePort turns IPv6 off on a new port.
+	PreparePort(name string) error
+	// Publish makes the BPF maps and the kernel proxy entries hold
+	// exactly the addresses of eps (each endpoint's Addrs are those it
+	// owns).
+	Publish(eps map[int]*Endpoint, addrs map[netip.Addr]bool) error
+	// Announce sends unsolicited NAs for fresh addresses and withdraws
+	// gone ones.
+	Announce(fresh, gone []netip.Addr)
+}
+
+// linkEvent is a link message as the lifecycle needs it.
+type linkEvent struct {
+	Index   int
+	Name    string
+	Master  int  // master ifindex; 0 when the message has none
+	Veth    bool // link kind veth (false also when the message lacks it)
+	Deleted bool // RTM_DELLINK
+}
+
+// lifecycle decides which ports are endpoints and which addresses are
+// published, from link events, address events, retries and resyncs. It
+// keeps no kernel state of its own: everything it learns comes through
+// k, everything it decides goes out through k.
+type lifecycle struct {
+	k      kernel
+	bridge int // the bridge's ifindex
+	now    func() time.Time
+
+	found   map[int]*Endpoint // resolved ports, publishable addresses
+	pending map[int]retry     // ports whose far end has no address yet
+	owners  rules.Owners
+	// published is what Publish was last given; live its addresses.
+	published map[int]*Endpoint
+	live      map[netip.Addr]bool
+	// conflicts counts addresses claimed by a second port (issue 9).
+	conflicts uint64
+}
+
+type retry struct {
+	next     time.Time
+	deadline time.Time
+	delay    time.Duration
+}
+
+// Port retries: fast at first (Docker configures the address a few ms
+// after the port appears), then slower, then left to the periodic resync.
+const (
+	retryFirst = 10 * time.Millisecond
+	retryMax   = 500 * time.Millisecond
+	retryFor   = time.Minute
+)
+
+func newLifecycle(k kernel, bridge int) *lifecycle {
+	return &lifecycle{k: k, bridge: bridge, now: time.Now, found: map[int]*Endpoint{},
+		pending: map[int]retry{}, published: map[int]*Endpoint{}, live: map[netip.Addr]bool{}}
+}
+
+// Link handles one link event and reports whether the endpoint set may
+// have changed (Apply is due).
+func (l *lifecycle) Link(ev linkEvent) bool {
+	idx := ev.Index
+	if idx == l.bridge {
+		// The bridge's MAC and MTU are part of what BPF forwards with.
+		return true
+	}
+	gone := ev.Deleted
+	if !gone && (ev.Master != l.bridge || !ev.Veth) {
+		// Not (or no longer) a veth port of the bridge, as far as this
+		// message says. Some notifications carry only part of a link's
+		// attributes (no master, no link kind); withdrawing a live
+		// endpoint on one of those cut every container off, so ask the
+		// kernel before believing it.
+		_, known := l.found[idx]
+		_, waiting := l.pending[idx]
+		if !known && !waiting {
+			return false
+		}
+		if is, err := l.k.IsPort(idx); err == nil && is || err != nil && !isGone(err) {
+			return false
+		}
+		gone = true
+	}
+	if gone {
+		delete(l.pending, idx)
+		if _, ok := l.found[idx]; ok {
+			delete(l.found, idx)
+			return true
+		}
+		return false
+	}
+	if _, known := l.found[idx]; known {
+		return false
+	}
+	if _, waiting := l.pending[idx]; waiting {
+		return false
+	}
+	if err := l.k.PreparePort(ev.Name); err != nil && !isGone(err) {
+		slog.Warn("port ipv6 off", "port", ev.Name, "err", err)
+	}
+	now := l.now()
+	l.pending[idx] = retry{next: now, deadline: now.Add(retryFor), delay: retryFirst}
+	return l.Retry()
+}
+
+// Addrs handles an address change in the namespace nsid: every port
+// leading there is read again. It reports whether Apply is due.
+func (l *lifecycle) Addrs(nsid int) bool {
+	changed := false
+	for idx, ep := range l.found {
+		if ep.NetnsID != nsid {
+			continue
+		}
+		fresh, err := l.k.Port(idx)
+		switch {
+		case err != nil && isGone(err):
+			delete(l.found, idx)
+			changed = true
+		case err != nil:
+			// Keep what was known; the resync tries again.
+			slog.Debug("reading port after an address event", "port", ep.HostIf, "err", err)
+		case !sameEndpoint(ep, fresh):
+			l.found[idx] = fresh
+			changed = true
+		}
+	}
+	// A port still waiting may have just got its first address.
+	for idx, r := range l.pending {
+		r.next = l.now()
+		l.pending[idx] = r
+	}
+	return l.Retry() || changed
+}
+
+func sameEndpoint(a, b *Endpoint) bool {
+	if len(a.Addrs) != len(b.Addrs) || len(a.Held) != len(b.Held) || a.MAC.String() != b.MAC.String() || a.MTU != b.MTU {
+		return false
+	}
+	for i := range a.Addrs {
+		if a.Addrs[i] != b.Addrs[i] {
+			return false
+		}
+	}
+	for i := range a.Held {
+		if a.Held[i] != b.Held[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Pending reports whether a port is waiting for a retry.
+func (l *lifecycle) Pending() bool { return len(l.pending) > 0 }
+
+// Retry resolves the ports that are due and reports whether any became an
+// endpoint.
+func (l *lifecycle) Retry() bool {
+	now := l.now()
+	changed := false
+	for idx, r := range l.pending {
+		if now.Before(r.next) {
+			continue
+		}
+		ep, err := l.k.Port(idx)
+		switch {
+		case err == nil && len(ep.Held) > 0:
+			l.found[idx] = ep
+			delete(l.pending, idx)
+			changed = true
+			continue
+		case err != nil && isGone(err):
+			delete(l.pending, idx)
+			continue
+		}
+		if now.After(r.deadline) {
+			// The periodic resync picks it up if it ever gets an address.
+			delete(l.pending, idx)
+			continue
+		}
+		r.delay = min(r.delay*2, retryMax)
+		r.next = now.Add(r.delay)
+		l.pending[idx] = r
+	}
+	return changed
+}
+
+// Resync rebuilds the endpoint set from a full scan. A failed scan keeps
+// the current endpoints: answering for what is known beats answering for
+// nothing. It reports whether the scan answered.
+func (l *lifecycle) Resync(periodic bool) bool {
+	eps, err := l.k.Scan()
+	if err != nil {
+		slog.Warn("scanning the bridge; keeping the current endpoints", "err", err)
+		return false
+	}
+	next := map[int]*Endpoint{}
+	for i := range eps {
+		ep := eps[i]
+		if ep.Err != nil {
+			// A port that is still there but could not be read this
+			// time keeps what was known of it.
+			if old, ok := l.found[ep.HostIndex]; ok && !isGone(ep.Err) {
+				next[ep.HostIndex] = old
+			} else if !periodic {
+				slog.Info("port not resolved", "port", ep.HostIf, "err", ep.Err)
+			}
+			continue
+		}
+		if !periodic {
+			if err := l.k.PreparePort(ep.HostIf); err != nil && !isGone(err) {
+				slog.Warn("port ipv6 off", "port", ep.HostIf, "err", err)
+			}
+		}
+		if len(ep.Held) == 0 {
+			continue
+		}
+		delete(l.pending, ep.HostIndex)
+		next[ep.HostIndex] = &ep
+	}
+	l.found = next
+	return true
+}
+
+// Apply decides ownership and publishes: the BPF map and proxy entries
+// first, then the announcements for what is new and withdrawals for what
+// went.
+func (l *lifecycle) Apply() {
+	claims := make(map[int][]netip.Addr, len(l.found))
+	for idx, ep := range l.found {
+		claims[idx] = ep.Addrs
+	}
+	owned, conflicts := l.owners.Assign(claims)
+	for _, c := range conflicts {
+		l.conflicts++
+		slog.Warn("address claimed by a second endpoint; the first keeps it", "addr", c.Addr,
+			"owner", l.found[c.Owner].HostIf, "claimant", l.found[c.Claimant].HostIf)
+	}
+	pub := make(map[int]*Endpoint, len(l.found))
+	want := map[netip.Addr]bool{}
+	for idx, ep := range l.found {
+		if len(owned[idx]) == 0 {
+			continue
+		}
+		e := *ep
+		e.Addrs = owned[idx]
+		pub[idx] = &e
+		for _, a := range e.Addrs {
+			want[a] = true
+		}
+	}
+	if err := l.k.Publish(pub, want); err != nil {
+		slog.Warn("publishing endpoints", "err", err)
+	}
+	var fresh, gone []netip.Addr
+	for a := range want {
+		if !l.live[a] {
+			fresh = append(fresh, a)
+		}
+	}
+	for a := range l.live {
+		if !want[a] {
+			gone = append(gone, a)
+		}
+	}
+	sort.Slice(fresh, func(i, j int) bool { return fresh[i].Less(fresh[j]) })
+	sort.Slice(gone, func(i, j int) bool { return gone[i].Less(gone[j]) })
+	for _, a := range fresh {
+		slog.Info("endpoint address live", "addr", a)
+	}
+	for _, a := range gone {
+		slog.Info("endpoint address gone", "addr", a)
+	}
+	l.published, l.live = pub, want
+	l.k.Announce(fresh, gone)
+}
