@@ -9,19 +9,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/v6dp/v6dp/ctrl/rules"
-)
-
-// Addressing modes for container addresses.
-const (
-	AddressingAuto       = "auto"
-	AddressingMAC        = "mac"
-	AddressingSequential = "sequential"
 )
 
 // Dataplanes the daemon can run.
@@ -40,7 +32,6 @@ const (
 
 // Defaults shared by the daemon and the container commands.
 const (
-	DefaultBridge   = "docker0"
 	DefaultStateDir = "/run/v6dp"
 	DefaultPinDir   = "/sys/fs/bpf/v6dp"
 )
@@ -96,8 +87,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 func DefaultConfig() Config {
 	return Config{
 		IPForward:  true,
-		Bridge:     DefaultBridge,
-		Addressing: AddressingAuto,
+		Bridge:     rules.DefaultBridge,
+		Addressing: rules.AddressingAuto,
 		Dataplane:  DataplaneAuto,
 		NASource:   NASourceTarget,
 		StateDir:   DefaultStateDir,
@@ -193,11 +184,6 @@ func configKeys() []string {
 		"resync-interval", "metrics-addr", "max-addrs-per-port"}
 }
 
-var ifNameRe = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,15}$`)
-
-// ValidIfName reports whether s can name a network interface.
-func ValidIfName(s string) bool { return ifNameRe.MatchString(s) && s != "." && s != ".." }
-
 // Resolved is a validated Config with its addresses parsed.
 type Resolved struct {
 	Config
@@ -230,20 +216,9 @@ func (c Config) Validate() (*Resolved, error) {
 		return nil, fmt.Errorf("fixed-cidr-v6: /%d leaves no room for containers (at most /126)", p.Bits())
 	}
 	r.Prefix = p
-	switch c.Addressing {
-	case AddressingMAC:
-		if p.Bits() > 80 {
-			return nil, fmt.Errorf("addressing: mac needs fixed-cidr-v6 of /80 or shorter to hold a 48-bit MAC, %s is /%d (use --addressing sequential)", p, p.Bits())
-		}
-		r.Addressing = AddressingMAC
-	case AddressingSequential:
-		r.Addressing = AddressingSequential
-	case AddressingAuto, "":
-		r.Addressing = AddressingMAC
-		if p.Bits() > 80 {
-			r.Addressing = AddressingSequential
-		}
-	default:
+	if r.Addressing, err = rules.ResolveAddressing(c.Addressing, p); errors.Is(err, rules.ErrMACPrefix) {
+		return nil, fmt.Errorf("addressing: mac needs fixed-cidr-v6 of /80 or shorter to hold a 48-bit MAC, %s is /%d (use --addressing sequential)", p, p.Bits())
+	} else if err != nil {
 		return nil, fmt.Errorf("addressing: %q is not one of auto, mac, sequential", c.Addressing)
 	}
 	r.Gateway = BridgeLinkLocal
@@ -266,10 +241,10 @@ func (c Config) Validate() (*Resolved, error) {
 		}
 		r.Gateway = g
 	}
-	if !ValidIfName(c.Bridge) {
+	if !rules.ValidIfName(c.Bridge) {
 		return nil, fmt.Errorf("bridge: %q is not a valid interface name (1-15 characters, no spaces or slashes)", c.Bridge)
 	}
-	if c.Uplink != "" && !ValidIfName(c.Uplink) {
+	if c.Uplink != "" && !rules.ValidIfName(c.Uplink) {
 		return nil, fmt.Errorf("uplink: %q is not a valid interface name (1-15 characters, no spaces or slashes)", c.Uplink)
 	}
 	if c.Uplink != "" && c.Uplink == c.Bridge {

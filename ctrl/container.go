@@ -15,6 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6dp/v6dp/ctrl/rules"
 )
 
 // NetnsDir is where v6dp (like iproute2) keeps named namespaces.
@@ -84,21 +86,21 @@ func AddContainer(r *Resolved, st Store, spec ContainerSpec) (rec *ContainerReco
 	}
 	mac := spec.MAC
 	if mac == nil {
-		if mac, err = NextFreeMAC(usedMAC); err != nil {
+		if mac, err = rules.NextFreeMAC(usedMAC); err != nil {
 			return nil, err
 		}
 	} else if usedMAC[mac.String()] {
 		return nil, fmt.Errorf("mac: %s is already used on bridge %s", mac, r.Bridge)
 	}
 	var addr netip.Addr
-	if r.Addressing == AddressingMAC {
-		if addr, err = MACAddr(r.Prefix, mac); err != nil {
+	if r.Addressing == rules.AddressingMAC {
+		if addr, err = rules.MACAddr(r.Prefix, mac); err != nil {
 			return nil, err
 		}
 		if usedAddr[addr] {
 			return nil, fmt.Errorf("container %s: address %s (from MAC %s) is already in use", spec.Name, addr, mac)
 		}
-	} else if addr, err = NextFreeAddr(r.Prefix, usedAddr); err != nil {
+	} else if addr, err = rules.NextFreeAddr(r.Prefix, usedAddr); err != nil {
 		return nil, err
 	}
 

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/v6dp/v6dp/ctrl"
+	"github.com/v6dp/v6dp/ctrl/rules"
 )
 
 // Role names, in the order the original document introduces them.
@@ -33,7 +33,7 @@ const maxSwitchedHosts = 256
 // Default interface names, the document's.
 const (
 	DefaultUplink = "eth0"
-	DefaultBridge = ctrl.DefaultBridge
+	DefaultBridge = rules.DefaultBridge
 )
 
 // firstDockerMAC is the MAC Docker gives its first container (172.17.0.2:
@@ -217,7 +217,7 @@ func Compute(prefix netip.Prefix, opts Options) (*Plan, error) {
 	}
 	r := roles[i]
 	switch opts.Addressing {
-	case "", ctrl.AddressingAuto, ctrl.AddressingMAC, ctrl.AddressingSequential:
+	case "", rules.AddressingAuto, rules.AddressingMAC, rules.AddressingSequential:
 	default:
 		return nil, fmt.Errorf("addressing %q is not one of auto, mac, sequential", opts.Addressing)
 	}
@@ -227,10 +227,10 @@ func Compute(prefix netip.Prefix, opts Options) (*Plan, error) {
 	if opts.Bridge == "" {
 		opts.Bridge = DefaultBridge
 	}
-	if !ctrl.ValidIfName(opts.Uplink) {
+	if !rules.ValidIfName(opts.Uplink) {
 		return nil, fmt.Errorf("uplink %q is not a valid interface name", opts.Uplink)
 	}
-	if !ctrl.ValidIfName(opts.Bridge) {
+	if !rules.ValidIfName(opts.Bridge) {
 		return nil, fmt.Errorf("bridge %q is not a valid interface name", opts.Bridge)
 	}
 	if opts.Uplink == opts.Bridge {
@@ -315,24 +315,14 @@ func clusterCapacity(p netip.Prefix) uint64 { return subnetCount(p, 48) - 1 }
 // finishHost derives what follows from a host's container prefix: the
 // addressing mode, the first container's address and the daemon's flags.
 func finishHost(h *Host, opts Options) error {
-	h.Addressing = opts.Addressing
-	bits := h.FixedCIDRv6.Bits()
-	switch opts.Addressing {
-	case "", ctrl.AddressingAuto:
-		h.Addressing = ctrl.AddressingMAC
-		if bits > 80 {
-			h.Addressing = ctrl.AddressingSequential
-		}
-	case ctrl.AddressingMAC:
-		if bits > 80 {
-			return fmt.Errorf("addressing mac needs a container prefix of /80 or shorter to hold a 48-bit MAC; %s is /%d (use sequential)", h.FixedCIDRv6, bits)
-		}
-	}
 	var err error
-	if h.Addressing == ctrl.AddressingMAC {
-		h.FirstContainer, err = ctrl.MACAddr(h.FixedCIDRv6, ctrl.DockerMAC(firstDockerMAC))
+	if h.Addressing, err = rules.ResolveAddressing(opts.Addressing, h.FixedCIDRv6); err != nil {
+		return fmt.Errorf("addressing mac needs a container prefix of /80 or shorter to hold a 48-bit MAC; %s is /%d (use sequential)", h.FixedCIDRv6, h.FixedCIDRv6.Bits())
+	}
+	if h.Addressing == rules.AddressingMAC {
+		h.FirstContainer, err = rules.MACAddr(h.FixedCIDRv6, rules.DockerMAC(firstDockerMAC))
 	} else {
-		h.FirstContainer, err = ctrl.NextFreeAddr(h.FixedCIDRv6, nil)
+		h.FirstContainer, err = rules.NextFreeAddr(h.FixedCIDRv6, nil)
 	}
 	if err != nil {
 		return fmt.Errorf("host %d: %w", h.Number, err)
@@ -346,8 +336,8 @@ func finishHost(h *Host, opts Options) error {
 	}
 	// The daemon's auto mode would pick the same, but sequential changes which
 	// addresses containers get, so the flags say it out loud.
-	if h.Addressing == ctrl.AddressingSequential {
-		h.Daemon = append(h.Daemon, "--addressing", ctrl.AddressingSequential)
+	if h.Addressing == rules.AddressingSequential {
+		h.Daemon = append(h.Daemon, "--addressing", rules.AddressingSequential)
 	}
 	return nil
 }
@@ -480,7 +470,7 @@ func computeRouted(p *Plan, opts Options) {
 func notes(p *Plan) []string {
 	var out []string
 	h := p.Hosts[0]
-	if h.Addressing == ctrl.AddressingSequential {
+	if h.Addressing == rules.AddressingSequential {
 		if h.FixedCIDRv6.Bits() > 80 {
 			out = append(out, fmt.Sprintf("sequential addressing: a /%d cannot hold a 48-bit MAC, so containers are numbered from %s", h.FixedCIDRv6.Bits(), h.FirstContainer))
 		} else {

@@ -1,11 +1,58 @@
-package ctrl
+package rules
 
 import (
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 )
+
+// Addressing modes for container addresses.
+const (
+	AddressingAuto       = "auto"
+	AddressingMAC        = "mac"
+	AddressingSequential = "sequential"
+)
+
+// MACBits is the longest prefix that holds a 48-bit MAC in its low bits.
+const MACBits = 80
+
+// ErrMACPrefix means mac addressing was asked for on a prefix longer than
+// /80, which cannot hold a 48-bit MAC.
+var ErrMACPrefix = errors.New("mac addressing needs a prefix of /80 or shorter")
+
+// ErrAddressingMode means the mode is not one of auto, mac, sequential.
+var ErrAddressingMode = errors.New("not one of auto, mac, sequential")
+
+// ResolveAddressing turns the addressing setting into the mode used for a
+// prefix: auto is mac when the prefix can hold a MAC (/80 or shorter),
+// else sequential. Callers word the errors for their own fields.
+func ResolveAddressing(mode string, p netip.Prefix) (string, error) {
+	switch mode {
+	case AddressingMAC:
+		if p.Bits() > MACBits {
+			return "", ErrMACPrefix
+		}
+		return AddressingMAC, nil
+	case AddressingSequential:
+		return AddressingSequential, nil
+	case AddressingAuto, "":
+		if p.Bits() > MACBits {
+			return AddressingSequential, nil
+		}
+		return AddressingMAC, nil
+	}
+	return "", ErrAddressingMode
+}
+
+// DefaultBridge is the bridge Docker and v6dp use unless told otherwise.
+const DefaultBridge = "docker0"
+
+var ifNameRe = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,15}$`)
+
+// ValidIfName reports whether s can name a network interface.
+func ValidIfName(s string) bool { return ifNameRe.MatchString(s) && s != "." && s != ".." }
 
 // MACAddr derives a container's address from its MAC the way Docker's
 // original IPv6 support did: the prefix with the 48-bit MAC in the low bits,

@@ -1,4 +1,4 @@
-package ctrl
+package rules
 
 import (
 	"errors"
