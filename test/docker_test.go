@@ -6,7 +6,6 @@ package test
 // router's Neighbor Solicitations for them.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/netip"
@@ -569,11 +568,11 @@ type engine struct {
 func startEngine(t *testing.T, s *seed, tarball string, args ...string) *engine {
 	t.Helper()
 	// Short: containerd's sockets live below it (108-byte socket paths).
-	root, err := os.MkdirTemp("", "v6dp-dk-")
+	root, err := topo.MkdirTemp("dk", s.Tag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &engine{t: t, s: s, root: root, sock: filepath.Join(root, "docker.sock"), cgroup: "v6dp-" + s.Tag, exited: make(chan struct{})}
+	e := &engine{t: t, s: s, root: root, sock: filepath.Join(root, "docker.sock"), cgroup: topo.Name("cg", s.Tag), exited: make(chan struct{})}
 	// Runs before the namespaces go (the topology tears down last in,
 	// first out): deleting the host namespace would kill dockerd -9.
 	s.Defer(e.stop)
@@ -693,7 +692,7 @@ func (e *engine) stop() {
 	for _, pid := range e.leftoverPIDs() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-	for _, m := range mountsUnder(e.root) {
+	for _, m := range topo.MountsUnder(e.root) {
 		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
 			e.t.Logf("unmount %s: %v", m, err)
 		}
@@ -761,48 +760,4 @@ func (e *engine) leftoverPIDs() []int {
 		out = append(out, pid)
 	}
 	return out
-}
-
-// mountsUnder lists the mount points below dir (dir itself included),
-// deepest first, from this process's mount table.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

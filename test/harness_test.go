@@ -24,18 +24,18 @@ func TestMain(m *testing.M) {
 		fmt.Println("integration tests need root: skipped")
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "v6dp-bin-")
-	if err != nil {
-		panic(err)
-	}
-	v6dpBin = filepath.Join(dir, "v6dp")
-	if out, err := exec.Command("go", "build", "-o", v6dpBin, "../cmd/v6dp").CombinedOutput(); err != nil {
-		fmt.Printf("building v6dp: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(topo.Main(m, func() (func(), error) {
+		dir, err := topo.MkdirTemp("bin", topo.RunTag())
+		if err != nil {
+			return nil, err
+		}
+		v6dpBin = filepath.Join(dir, "v6dp")
+		if out, err := exec.Command("go", "build", "-o", v6dpBin, "../cmd/v6dp").CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("building v6dp: %v\n%s", err, out)
+		}
+		return func() { os.RemoveAll(dir) }, nil
+	}))
 }
 
 // seed is the original document's NDP proxy example: the router on-link
@@ -74,12 +74,12 @@ func newSeedOn(t *testing.T, prefix, uplink string) *seed {
 	// Not t.TempDir: that would be removed before the topology's own
 	// cleanup, which needs the state to find the containers and to run
 	// `v6dp cleanup`. Registered first, it is removed last.
-	stateDir, err := os.MkdirTemp("", "v6dp-state-")
+	stateDir, err := topo.MkdirTemp("state", tp.Tag)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tp.Defer(func() { os.RemoveAll(stateDir) })
-	s := &seed{Topo: tp, Uplink: uplink, Prefix: prefix, StateDir: stateDir, PinDir: "/sys/fs/bpf/v6dp-test-" + tp.Tag}
+	s := &seed{Topo: tp, Uplink: uplink, Prefix: prefix, StateDir: stateDir, PinDir: "/sys/fs/bpf/" + topo.Name("pins", tp.Tag)}
 	s.Router = tp.NS("router")
 	s.Host = tp.NS("host")
 	s.RouterIf = "rt" + tp.Tag
@@ -117,7 +117,7 @@ func (s *seed) containers() []string {
 }
 
 // name makes a container name unique to this test run.
-func (s *seed) name(n string) string { return n + "-" + s.Tag }
+func (s *seed) name(n string) string { return topo.Name(n, s.Tag) }
 
 // v6dp runs the v6dp CLI in the host namespace, with the host's bpffs.
 func (s *seed) v6dp(args ...string) (string, error) {

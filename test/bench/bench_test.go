@@ -30,18 +30,18 @@ func TestMain(m *testing.M) {
 		fmt.Println("bench needs root: skipped")
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "v6dp-bench-bin-")
-	if err != nil {
-		panic(err)
-	}
-	v6dpBin = filepath.Join(dir, "v6dp")
-	if out, err := exec.Command("go", "build", "-o", v6dpBin, "../../cmd/v6dp").CombinedOutput(); err != nil {
-		fmt.Printf("building v6dp: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(topo.Main(m, func() (func(), error) {
+		dir, err := topo.MkdirTemp("bench-bin", topo.RunTag())
+		if err != nil {
+			return nil, err
+		}
+		v6dpBin = filepath.Join(dir, "v6dp")
+		if out, err := exec.Command("go", "build", "-o", v6dpBin, "../../cmd/v6dp").CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("building v6dp: %v\n%s", err, out)
+		}
+		return func() { os.RemoveAll(dir) }, nil
+	}))
 }
 
 // params are the knobs of one run; V6DP_BENCH_QUICK=1 is the smoke mode.
@@ -603,9 +603,11 @@ func startFlood(ns string, cpu int, conf string, log *os.File) (stop func(), exi
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	pgid := cmd.Process.Pid
+	forget := topo.TrackGroup(pgid)
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
+			defer forget()
 			_ = syscall.Kill(-pgid, syscall.SIGINT)
 			select {
 			case <-done:

@@ -31,7 +31,7 @@ func benchProg(b *testing.B) []progRow {
 	ns := tp.NS("prog")
 	tp.MustRun(ns, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1")
 	tp.MustRun(ns, "ip", "link", "set", "up0", "up")
-	pin := "/sys/fs/bpf/v6dp-bench-" + tp.Tag + "-prog"
+	pin := "/sys/fs/bpf/" + topo.Name("bench", tp.Tag) + "-prog"
 	tp.Defer(func() { _ = loader.Remove(pin); removePins(pin) })
 
 	pfx := netip.MustParsePrefix(ctPrefix).Addr().As16()

@@ -63,9 +63,14 @@ func newBenchTopo(b *testing.B, n int) *benchTopo {
 	b.Helper()
 	start := time.Now()
 	tp := topo.New(b)
-	bt := &benchTopo{Topo: tp, b: b, N: n, dir: b.TempDir(), handles: map[string]*netlink.Handle{}}
+	dir, err := topo.MkdirTemp("bench", tp.Tag)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tp.Defer(func() { os.RemoveAll(dir) })
+	bt := &benchTopo{Topo: tp, b: b, N: n, dir: dir, handles: map[string]*netlink.Handle{}}
 	bt.StateDir = filepath.Join(bt.dir, "state")
-	bt.PinDir = "/sys/fs/bpf/v6dp-bench-" + tp.Tag
+	bt.PinDir = "/sys/fs/bpf/" + topo.Name("bench", tp.Tag)
 	tp.Defer(func() {
 		for _, h := range bt.handles {
 			h.Close()
@@ -234,7 +239,7 @@ func (bt *benchTopo) kernelProxy(on bool, delay string) {
 
 // removePins removes a bench pin directory (links, programs, maps).
 func removePins(dir string) {
-	if !strings.HasPrefix(dir, "/sys/fs/bpf/v6dp-bench-") {
+	if !strings.HasPrefix(dir, "/sys/fs/bpf/"+topo.Prefix) {
 		return
 	}
 	_ = os.RemoveAll(dir)

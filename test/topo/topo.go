@@ -1,7 +1,9 @@
 // Package topo builds throw-away test topologies of network namespaces and
 // veth pairs for v6dp's integration tests and benchmarks, and removes them
-// again, also when a test fails. Everything it makes carries a random tag in
-// its name, so runs never clash with each other or with the host.
+// again, also when a test fails. Everything it makes is named Prefix + what
+// + "-" + tag, the tag starting with the run's id, so runs never clash with
+// each other or with the host, and what a killed run left behind is swept
+// away by the next (see Main).
 //
 // It needs root and iproute2.
 package topo
@@ -9,8 +11,6 @@ package topo
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -32,9 +32,7 @@ type Topo struct {
 // New makes an empty topology whose namespaces are removed when tb ends.
 func New(tb testing.TB) *Topo {
 	tb.Helper()
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	t := &Topo{TB: tb, Tag: hex.EncodeToString(b)}
+	t := &Topo{TB: tb, Tag: newTag()}
 	tb.Cleanup(t.Close)
 	return t
 }
@@ -57,10 +55,11 @@ func (t *Topo) Close() {
 	}
 }
 
-// NS creates a namespace named <name>-<tag> with lo up and returns its name.
+// NS creates a namespace named Prefix + name + "-" + tag with lo up and
+// returns its name.
 func (t *Topo) NS(name string) string {
 	t.TB.Helper()
-	ns := name + "-" + t.Tag
+	ns := Name(name, t.Tag)
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		t.TB.Fatalf("ip netns add %s: %v: %s", ns, err, out)
 	}
@@ -80,16 +79,12 @@ func DeleteNS(ns string) {
 	_ = exec.Command("ip", "netns", "del", ns).Run()
 }
 
-// Veth connects nsA/ifA with nsB/ifB.
+// Veth connects nsA/ifA with nsB/ifB. The pair is made inside the two
+// namespaces at once: nothing of it ever exists in the caller's namespace,
+// so an interrupted test leaves no link there.
 func (t *Topo) Veth(nsA, ifA, nsB, ifB string) {
 	t.TB.Helper()
-	tmpA, tmpB := "ta"+t.Tag+ifA, "tb"+t.Tag+ifB
-	tmpA, tmpB = tmpA[:min(15, len(tmpA))], tmpB[:min(15, len(tmpB))]
-	t.MustHost("ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB)
-	t.MustHost("ip", "link", "set", tmpA, "netns", nsA)
-	t.MustHost("ip", "link", "set", tmpB, "netns", nsB)
-	t.MustRun(nsA, "ip", "link", "set", tmpA, "name", ifA)
-	t.MustRun(nsB, "ip", "link", "set", tmpB, "name", ifB)
+	t.MustHost("ip", "link", "add", ifA, "netns", nsA, "type", "veth", "peer", "name", ifB, "netns", nsB)
 }
 
 // Run runs a command in ns (through `ip netns exec`) and returns its
@@ -158,7 +153,7 @@ func (t *Topo) ReadSysctl(ns, key string) string {
 // temp dir) for a look after a run that did not fail.
 func (t *Topo) LogFile(name string) *os.File {
 	t.TB.Helper()
-	f, err := os.CreateTemp("", "v6dp-"+name+"-*.log")
+	f, err := os.CreateTemp("", Name("log-"+name, t.Tag)+"-*.log")
 	if err != nil {
 		t.TB.Fatal(err)
 	}
