@@ -25,8 +25,12 @@ deps:
 generate:
 	$(GO) generate ./loader/...
 
+# What `v6dp version` prints.
+VERSION  ?= $(shell git describe --tags --dirty 2>/dev/null || echo 0.1.0-dev)
+COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/v6dp
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/v6dp
 
 # Unit tests, BPF packet tests and the integration tests in namespaces,
 # then every skipped test with its reason (test/testreport); the exit code

@@ -111,6 +111,22 @@ func (a *Announcer) send(addrs []netip.Addr) bool {
 	return true
 }
 
+// Reset closes the socket so that the next announcement opens a new one
+// on the uplink as it is now: with its new MAC, or on the interface that
+// took the uplink's name after it was deleted.
+func (a *Announcer) Reset() {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.conn != nil {
+		a.conn.Close()
+		a.conn = nil
+	}
+	a.warned = false
+}
+
 // Withdraw stops the repetitions for addresses that went away.
 func (a *Announcer) Withdraw(addrs []netip.Addr) {
 	if a == nil {

@@ -27,6 +27,7 @@ type Daemon struct {
 	host  *Host
 	accel accel
 	ann   *Announcer
+	ops   *ops // repairs, following the uplink and bridge (repair.go)
 
 	eps     *lifecycle
 	metrics *metrics // nil without --metrics-addr
@@ -39,6 +40,11 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	if _, err := CheckUplink(r.Uplink); err != nil {
 		return err
 	}
+	lock, err := lockDaemon(st, r.Bridge)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
 	if rt, err := st.Runtime(); err == nil && rt.PID != os.Getpid() {
 		return fmt.Errorf("state-dir: a daemon (pid %d) already runs with %s", rt.PID, r.StateDir)
 	}
@@ -68,6 +74,8 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		d.ann = NewAnnouncer(r.Uplink, r.IPForward)
 	}
 	defer d.ann.Close()
+	d.ops = newOps(d, rt)
+	defer d.ops.close()
 	if d.accel != nil {
 		defer d.accel.Close()
 	}
@@ -177,7 +185,10 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 			if d.eps.Pending() && d.eps.Retry() {
 				d.eps.Apply()
 			}
+		case <-d.ops.kick:
+			d.ops.repair(false)
 		case <-full.C:
+			d.ops.repair(true)
 			d.resync(true)
 		}
 	}

@@ -1,6 +1,7 @@
 package ctrl
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/v6dp/v6dp/ctrl/rules"
+	"github.com/v6dp/v6dp/loader"
 )
 
 // EndpointReport is one endpoint as `v6dp endpoints` shows it.
@@ -46,7 +48,59 @@ type StatusReport struct {
 	BPFEntries   int               `json:"bpf_endpoints"`
 	Endpoints    []EndpointReport  `json:"endpoints"`
 	Counters     map[string]uint64 `json:"counters,omitempty"`
-	Problems     []string          `json:"problems,omitempty"`
+	// Version is the running (or last) daemon's build.
+	Version string `json:"version,omitempty"`
+	// PinDir holds the pinned maps and links; Pins lists them with their
+	// kernel ids, for bpftool.
+	PinDir string      `json:"pin_dir"`
+	Pins   []PinReport `json:"pins,omitempty"`
+	// LastRepair is the last thing the daemon put back, Repairs how many.
+	LastRepair *Repair  `json:"last_repair,omitempty"`
+	Repairs    int      `json:"repairs,omitempty"`
+	Problems   []string `json:"problems,omitempty"`
+}
+
+// PinReport is one pinned map or link, with the interface name of a link.
+type PinReport struct {
+	loader.Pin
+	Interface string `json:"interface,omitempty"`
+	// Mode is how a link's program is attached: xdp-native, xdp-generic
+	// or tcx.
+	Mode string `json:"mode,omitempty"`
+}
+
+// pinsReport lists the pins, naming each link's interface (a far end's
+// program is named after its port, whose far end lives in the container).
+func pinsReport(pinDir string) ([]PinReport, error) {
+	pins, err := loader.Pins(pinDir)
+	modes := map[int]loader.Mode{}
+	if len(pins) > 0 {
+		at, aerr := loader.Attached(pinDir)
+		err = errors.Join(err, aerr)
+		for _, a := range at {
+			modes[a.Ifindex] = a.Mode
+		}
+	}
+	out := make([]PinReport, 0, len(pins))
+	for _, p := range pins {
+		pr := PinReport{Pin: p}
+		if p.Kind == "link" && !p.Defunct {
+			if l, lerr := netlink.LinkByIndex(p.Ifindex); lerr == nil {
+				pr.Interface = l.Attrs().Name
+			}
+			switch p.Hook {
+			case "uplink":
+				pr.Mode = string(modes[p.Ifindex])
+			case "port":
+				pr.Mode = string(loader.ModeTCX)
+			default:
+				// The far end's program runs in driver mode (AttachPeerXDP).
+				pr.Mode = string(loader.ModeXDPNative)
+			}
+		}
+		out = append(out, pr)
+	}
+	return out, err
 }
 
 // Report gathers the status from the kernel, the pinned BPF maps and the
@@ -55,13 +109,23 @@ func Report(r *Resolved) (*StatusReport, error) {
 	st := Store{Dir: r.StateDir}
 	rep := &StatusReport{Daemon: "stopped", Bridge: r.Bridge, Uplink: r.Uplink, Prefix: r.Prefix.String(),
 		Addressing: r.Addressing, Gateway: r.Gateway.String(), NDPProxy: r.NDPProxy, Dataplane: "none"}
-	if rt, err := st.Runtime(); err == nil {
+	rt, rterr := st.Runtime()
+	if rterr == nil {
 		rep.Daemon, rep.PID, rep.Since = "running", rt.PID, &rt.Started
 		rep.Dataplane, rep.Attach, rep.Reason = rt.Dataplane, rt.Attach, rt.Reason
 	} else if rt != nil && rt.PID > 0 {
 		rep.Daemon = "not running (left the dataplane in place)"
 		rep.Dataplane, rep.Attach, rep.Reason = rt.Dataplane, rt.Attach, rt.Reason
 	}
+	if rt != nil {
+		rep.Version, rep.LastRepair, rep.Repairs = rt.Version, rt.LastRepair, rt.Repairs
+	}
+	rep.PinDir = r.PinDir
+	pins, err := pinsReport(r.PinDir)
+	if err != nil {
+		rep.Problems = append(rep.Problems, err.Error())
+	}
+	rep.Pins = pins
 	if br, err := netlink.LinkByName(r.Bridge); err == nil {
 		rep.BridgeUp = br.Attrs().Flags&1 != 0
 	} else {

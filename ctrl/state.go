@@ -45,6 +45,11 @@ type Runtime struct {
 	Dataplane  string    `json:"dataplane"`
 	Attach     string    `json:"attach,omitempty"`
 	Reason     string    `json:"reason"`
+	// Version is the daemon's build (v6dp version).
+	Version string `json:"version,omitempty"`
+	// LastRepair is the last thing the daemon put back; Repairs counts them.
+	LastRepair *Repair `json:"last_repair,omitempty"`
+	Repairs    int     `json:"repairs,omitempty"`
 }
 
 // ContainerRecord marks a container that `v6dp container add` made.

@@ -2,7 +2,6 @@ package ctrl
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,26 +45,26 @@ func ipv6Conf(ifname, knob string) string { return "net/ipv6/conf/" + ifname + "
 
 func ipv6Neigh(ifname, knob string) string { return "net/ipv6/neigh/" + ifname + "/" + knob }
 
-// setSysctl sets key to value, records the old value in the journal the
-// first time v6dp changes it, and logs the change from what to what.
-func setSysctl(j *Journal, key, value string) error {
+// setSysctl sets key to value and records the old value in the journal
+// the first time v6dp changes it. It reports the change, nil if there was
+// none to make.
+func setSysctl(j *Journal, key, value string) (*hostChange, error) {
 	old, err := ReadSysctl(key)
 	if err != nil {
-		return fmt.Errorf("sysctl %s: %w", key, err)
+		return nil, fmt.Errorf("sysctl %s: %w", key, err)
 	}
 	if old == value {
-		return nil
+		return nil, nil
 	}
 	if err := os.WriteFile(sysctlPath(key), []byte(value), 0o644); err != nil {
-		return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
+		return nil, fmt.Errorf("sysctl %s=%s: %w", key, value, err)
 	}
 	if j != nil {
 		if _, seen := j.Sysctls[key]; !seen {
 			j.Sysctls[key] = old
 		}
 	}
-	slog.Info("sysctl changed", "key", SysctlName(key), "from", old, "to", value)
-	return nil
+	return &hostChange{msg: "sysctl changed", what: "sysctl", attrs: []any{"key", SysctlName(key), "from", old, "to", value}}, nil
 }
 
 // writeSysctlQuiet sets a sysctl without journaling: for settings on

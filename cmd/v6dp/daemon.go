@@ -74,6 +74,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (*ctrl.Config, []string, error)
 func cmdDaemon(args []string, stderr io.Writer) error {
 	fs := newFlags("daemon", "daemon [flags]", stderr)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text (key=value) or json (one object a line)")
 	cfg, pos, err := loadConfig(fs, args)
 	if err != nil {
 		return err
@@ -81,15 +82,16 @@ func cmdDaemon(args []string, stderr io.Writer) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("daemon: unexpected argument %q", pos[0])
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("log-level: %q is not one of debug, info, warn, error", *logLevel)
+	logs, err := logHandler(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
 	}
 	r, err := cfg.Validate()
 	if err != nil {
 		return err
 	}
-	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})))
+	slog.SetDefault(slog.New(logs))
+	ctrl.Version = versionString()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return ctrl.RunDaemon(ctx, r)

@@ -26,12 +26,10 @@ Usage:
   v6dp plan PREFIX [--hosts N] [--role ROLE] [--json]
                                       compute and check an address plan
   v6dp cleanup                        remove everything v6dp created
-  v6dp version
+  v6dp version                        the version, commit and Go release it was built with
 
 Run "v6dp COMMAND --help" for a command's flags.
 `
-
-var version = "0.1.0"
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -66,8 +64,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "cleanup":
 		return cmdCleanup(rest, stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "v6dp", version)
-		return nil
+		return cmdVersion(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

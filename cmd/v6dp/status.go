@@ -62,7 +62,18 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "why:\t%s\n", rep.Reason)
 	}
 	fmt.Fprintf(tw, "endpoints:\t%d (kernel proxy entries %d, BPF map entries %d)\n", len(rep.Endpoints), rep.ProxyEntries, rep.BPFEntries)
+	if rep.Version != "" {
+		fmt.Fprintf(tw, "version:\t%s\n", rep.Version)
+	}
+	fmt.Fprintf(tw, "pin dir:\t%s\n", rep.PinDir)
+	if rep.LastRepair != nil {
+		fmt.Fprintf(tw, "last repair:\t%s %s %s (%d repairs)\n", rep.LastRepair.Time.Format("2006-01-02 15:04:05Z"),
+			rep.LastRepair.What, rep.LastRepair.Detail, rep.Repairs)
+	} else {
+		fmt.Fprintf(tw, "last repair:\tnone\n")
+	}
 	tw.Flush()
+	printPins(stdout, rep.Pins)
 	if len(rep.Counters) > 0 {
 		fmt.Fprintln(stdout, "\ncounters:")
 		printCounters(stdout, rep.Counters)
@@ -75,6 +86,41 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "problem: %s\n", p)
 	}
 	return nil
+}
+
+// printPins lists the programs (by their links) and maps v6dp pinned,
+// with the ids bpftool takes.
+func printPins(w io.Writer, pins []ctrl.PinReport) {
+	var links, maps []ctrl.PinReport
+	for _, p := range pins {
+		if p.Kind == "link" {
+			links = append(links, p)
+		} else {
+			maps = append(maps, p)
+		}
+	}
+	if len(links) > 0 {
+		fmt.Fprintln(w, "\nprograms:")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  HOOK\tINTERFACE\tIFINDEX\tATTACH\tPROGRAM ID\tLINK ID\tPIN")
+		for _, p := range links {
+			attach := p.Mode
+			if p.Defunct {
+				attach = p.Type + " (defunct)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%d\t%d\t%s\n", p.Hook, orDash(p.Interface), p.Ifindex, attach, p.ProgramID, p.ID, p.Path)
+		}
+		tw.Flush()
+	}
+	if len(maps) > 0 {
+		fmt.Fprintln(w, "\nmaps:")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  TYPE\tMAP ID\tPIN")
+		for _, p := range maps {
+			fmt.Fprintf(tw, "  %s\t%d\t%s\n", p.Type, p.ID, p.Path)
+		}
+		tw.Flush()
+	}
 }
 
 func orDash(s string) string {
