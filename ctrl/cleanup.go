@@ -37,6 +37,7 @@ func Cleanup(st Store) error {
 			}
 		}
 	}
+	errs = append(errs, RemovePeerRoutes())
 	pinDir := j.PinDir
 	if pinDir != "" {
 		errs = append(errs, removeBPF(pinDir))
@@ -79,7 +80,7 @@ func Cleanup(st Store) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	for _, f := range []string{"journal.json", "daemon.json", "lock"} {
+	for _, f := range []string{"journal.json", "daemon.json", "lock", clusterStatusFile} {
 		_ = os.Remove(st.path(f))
 	}
 	_ = os.Remove(st.path("containers"))

@@ -63,6 +63,7 @@ type Config struct {
 	Resync           Duration `json:"resync-interval"`
 	MetricsAddr      string   `json:"metrics-addr,omitempty"`
 	MaxAddrsPerPort  int      `json:"max-addrs-per-port"`
+	Cluster
 }
 
 // Duration is a time.Duration that reads and writes as "10s" in JSON.
@@ -83,16 +84,19 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// DefaultConfig returns the built-in defaults (dockerd's where dockerd has one).
+// DefaultConfig returns the built-in defaults (dockerd's where dockerd has
+// one); the state and pin directories are the caller's network namespace's
+// (NetnsDefaults).
 func DefaultConfig() Config {
+	stateDir, pinDir := NetnsDefaults()
 	return Config{
 		IPForward:  true,
 		Bridge:     rules.DefaultBridge,
 		Addressing: rules.AddressingAuto,
 		Dataplane:  DataplaneAuto,
 		NASource:   NASourceTarget,
-		StateDir:   DefaultStateDir,
-		PinDir:     DefaultPinDir,
+		StateDir:   stateDir,
+		PinDir:     pinDir,
 		NetnsDirs:  append([]string(nil), DefaultNetnsDirs...),
 		Resync:     Duration{10 * time.Second},
 		// Published addresses per container port (rules.Port.MaxAddrs).
@@ -181,7 +185,8 @@ func cleanJSONError(err error) string {
 func configKeys() []string {
 	return []string{"ipv6", "fixed-cidr-v6", "default-gateway-v6", "ip-forward", "bridge", "uplink",
 		"ndp-proxy", "addressing", "dataplane", "na-source", "state-dir", "pin-dir", "netns-dirs",
-		"resync-interval", "metrics-addr", "max-addrs-per-port"}
+		"resync-interval", "metrics-addr", "max-addrs-per-port", "peers", "bgp-routers", "bgp-asn", "bgp-peer-asn",
+		"bgp-router-id", "bgp-announce-aggregate"}
 }
 
 // Resolved is a validated Config with its addresses parsed.
@@ -287,6 +292,9 @@ func (c Config) Validate() (*Resolved, error) {
 	}
 	if c.Resync.Duration < 100*time.Millisecond {
 		return nil, fmt.Errorf("resync-interval: %s is too short (at least 100ms)", c.Resync.Duration)
+	}
+	if err := c.Cluster.validate(p, c.Uplink); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

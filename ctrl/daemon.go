@@ -89,6 +89,11 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		}
 	}
 	defer os.Remove(st.path("daemon.json"))
+	cl, err := startCluster(ctx, r, st)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
 
 	sub, err := subscribeLinks()
 	if err != nil {

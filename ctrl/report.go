@@ -58,6 +58,8 @@ type StatusReport struct {
 	LastRepair *Repair  `json:"last_repair,omitempty"`
 	Repairs    int      `json:"repairs,omitempty"`
 	Problems   []string `json:"problems,omitempty"`
+	// Cluster is the multi-host layouts' state (peer routes, BGP).
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
 }
 
 // PinReport is one pinned map or link, with the interface name of a link.
@@ -113,6 +115,7 @@ func Report(r *Resolved) (*StatusReport, error) {
 	if rterr == nil {
 		rep.Daemon, rep.PID, rep.Since = "running", rt.PID, &rt.Started
 		rep.Dataplane, rep.Attach, rep.Reason = rt.Dataplane, rt.Attach, rt.Reason
+		rep.Cluster, _ = st.ClusterStatus()
 	} else if rt != nil && rt.PID > 0 {
 		rep.Daemon = "not running (left the dataplane in place)"
 		rep.Dataplane, rep.Attach, rep.Reason = rt.Dataplane, rt.Attach, rt.Reason

@@ -9,7 +9,8 @@ import (
 
 func cmdCleanup(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("cleanup", "cleanup [--state-dir DIR]", stderr)
-	stateDir := fs.String("state-dir", ctrl.DefaultStateDir, "directory for v6dp's runtime state")
+	defState, _ := ctrl.NetnsDefaults()
+	stateDir := fs.String("state-dir", defState, "directory for v6dp's runtime state (default: this network namespace's)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

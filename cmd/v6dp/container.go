@@ -39,7 +39,8 @@ func cmdContainer(args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "del", "rm":
 		fs := newFlags("container del", "container del NAME", stderr)
-		stateDir := fs.String("state-dir", ctrl.DefaultStateDir, "directory for v6dp's runtime state")
+		defState, _ := ctrl.NetnsDefaults()
+		stateDir := fs.String("state-dir", defState, "directory for v6dp's runtime state (default: this network namespace's)")
 		pos, err := parse(fs, args[1:])
 		if err != nil {
 			return err

@@ -32,6 +32,7 @@ func configFlags(fs *flag.FlagSet, cfg *ctrl.Config) *string {
 	fs.IntVar(&cfg.MaxAddrsPerPort, "max-addrs-per-port", cfg.MaxAddrsPerPort, "most addresses published per container port; more are refused")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "serve Prometheus metrics on host:port (off when empty)")
 	fs.DurationVar(&cfg.Resync.Duration, "resync-interval", cfg.Resync.Duration, "period of the full resync with the kernel")
+	clusterFlags(fs, &cfg.Cluster)
 	return fs.String("config", "", "JSON config file (daemon.json keys; flags win)")
 }
 

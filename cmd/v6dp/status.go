@@ -72,6 +72,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintf(tw, "last repair:\tnone\n")
 	}
+	printCluster(tw, rep.Cluster)
 	tw.Flush()
 	printPins(stdout, rep.Pins)
 	if len(rep.Counters) > 0 {
