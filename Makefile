@@ -6,7 +6,7 @@ PKGS     := clang llvm libbpf-dev bpftool linux-libc-dev iproute2 ndisc6 ndppd \
             busybox-static iptables nftables
 GOFLAGS_TEST ?= -count=1 -p 1 -timeout 20m
 
-.PHONY: all deps generate build test unit demo bench lint clean
+.PHONY: all deps generate build test unit fuzz demo bench lint clean
 
 all: build
 
@@ -45,6 +45,19 @@ test: deps build
 unit:
 	$(GO) test -count=1 ./ctrl/...
 
+# Every fuzz target (func Fuzz* in a _test.go) for FUZZTIME each, one after
+# the other (go test fuzzes one target of one package at a time). Seeds
+# and failing inputs live in the package's testdata/fuzz/; an input that
+# fails is written there, and fails the run: commit it with the fix, it is
+# a regression case from then on.
+FUZZTIME ?= 20s
+fuzz: deps
+	@set -e; grep -r --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*' . | sort | \
+	sed -E 's|^(.*)/[^/]*:func (Fuzz[A-Za-z0-9_]*)$$|\1 \2|' | while read -r pkg name; do \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null; \
+	done
+
 # The seed's NDP-proxy topology in namespaces, with a few containers.
 demo: deps build
 	./test/demo.sh $(BIN)
@@ -56,7 +69,8 @@ bench: deps build
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@command -v clang-format >/dev/null && clang-format --dry-run --Werror bpf/*.c bpf/lib/*.h headers/*.h || true
+	@command -v clang-format >/dev/null || { echo "lint: clang-format missing (make deps installs it)"; exit 1; }
+	clang-format --dry-run --Werror bpf/*.c bpf/lib/*.h headers/*.h
 
 clean:
 	rm -rf bin

@@ -377,7 +377,8 @@ func ParseNA(f []byte) *Answer {
 	if plen < len(icmp) {
 		icmp = icmp[:plen]
 	}
-	if icmp[0] != 136 || len(icmp) < 24 {
+	// A payload length shorter than the NA (zero, say) leaves no NA.
+	if len(icmp) < 24 || icmp[0] != 136 {
 		return nil
 	}
 	a := &Answer{

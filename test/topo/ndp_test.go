@@ -123,3 +123,37 @@ func TestAnnouncement(t *testing.T) {
 		t.Errorf("S set on an NA to all-nodes: want an RFC 4861 7.1.2 violation")
 	}
 }
+
+// FuzzParseNA: any frame parses without a panic, and an advertisement
+// ParseNA finds clean (RFC 4861 7.1.2) is one mdlayher/ndp reads the same
+// way: the same flags, target and TLLA.
+func FuzzParseNA(f *testing.F) {
+	t := &testing.T{}
+	f.Add(naFrame(t, nil))
+	f.Add(naFrame(t, func(b []byte) { b[14+40+4] = 0 }))
+	f.Add(naFrame(t, func(b []byte) { b[14+40+24+1] = 0 }))
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		a := ParseNA(frame)
+		if a == nil || len(a.RFC4861()) > 0 {
+			return
+		}
+		m, err := ndp.ParseMessage(frame[14+40 : 14+40+a.ICMPLen])
+		if err != nil {
+			t.Fatalf("clean to ParseNA, rejected by ndp: %v\n% x", err, frame)
+		}
+		na, ok := m.(*ndp.NeighborAdvertisement)
+		if !ok {
+			t.Fatalf("clean NA to ParseNA, a %T to ndp", m)
+		}
+		var tlla net.HardwareAddr
+		for _, o := range na.Options {
+			if l, ok := o.(*ndp.LinkLayerAddress); ok && l.Direction == ndp.Target {
+				tlla = l.Addr
+			}
+		}
+		if na.Router != a.NA.Router || na.Solicited != a.NA.Solicited || na.Override != a.NA.Override ||
+			na.TargetAddress != a.NA.TargetAddress || tlla.String() != a.TLLA.String() {
+			t.Fatalf("ParseNA %+v TLLA %s, ndp %+v TLLA %s", a.NA, a.TLLA, na, tlla)
+		}
+	})
+}
