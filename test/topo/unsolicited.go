@@ -1,6 +1,7 @@
 package topo
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -43,25 +44,26 @@ func ListenNA(ns, ifname string) (*NAListener, error) {
 func (l *NAListener) Close() error { return unix.Close(l.fd) }
 
 // Unsolicited waits up to timeout for an unsolicited advertisement (S
-// clear) for target and returns its Target Link-Layer Address.
-func (l *NAListener) Unsolicited(target net.IP, timeout time.Duration) (*ndp.NeighborAdvertisement, net.HardwareAddr, error) {
+// clear) for target whose Target Link-Layer Address is mac, and returns it.
+// Advertisements with another (an older) MAC are skipped.
+func (l *NAListener) Unsolicited(target net.IP, mac net.HardwareAddr, timeout time.Duration) (*ndp.NeighborAdvertisement, error) {
 	deadline := time.Now().Add(timeout)
 	buf := make([]byte, 1500)
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return nil, nil, fmt.Errorf("%w (unsolicited) for %s within %s", ErrNoAnswer, target, timeout)
+			return nil, fmt.Errorf("%w (unsolicited, TLLA %s) for %s within %s", ErrNoAnswer, mac, target, timeout)
 		}
 		tv := unix.NsecToTimeval(left.Nanoseconds())
 		if err := unix.SetsockoptTimeval(l.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		n, _, err := unix.Recvfrom(l.fd, buf, 0)
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		msg, err := ndp.ParseMessage(buf[:n])
 		if err != nil {
@@ -72,10 +74,9 @@ func (l *NAListener) Unsolicited(target net.IP, timeout time.Duration) (*ndp.Nei
 			continue
 		}
 		for _, o := range na.Options {
-			if ll, ok := o.(*ndp.LinkLayerAddress); ok && ll.Direction == ndp.Target {
-				return na, ll.Addr, nil
+			if ll, ok := o.(*ndp.LinkLayerAddress); ok && ll.Direction == ndp.Target && bytes.Equal(ll.Addr, mac) {
+				return na, nil
 			}
 		}
-		return na, nil, nil
 	}
 }
