@@ -28,9 +28,19 @@ type bpfAccel struct {
 // Sync orders its steps so that no packet meets half a port: the far
 // end's XDP before the addresses are forwarded, the addresses before the
 // endpoint program validates sources against them.
+//
+// Endpoints of further networks (--network) are answered for but not
+// forwarded: the programs know one bridge (its MAC is the routers' MAC
+// the endpoints send to), so the kernel forwards for the others.
 func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
 	errs := []error{b.fwd.refreshBridge()}
-	ready, err := b.fwd.prepare(eps)
+	onBridge := make(map[int]*Endpoint, len(eps))
+	for idx, ep := range eps {
+		if ep.Bridge == b.fwd.uplink.BridgeIndex {
+			onBridge[idx] = ep
+		}
+	}
+	ready, err := b.fwd.prepare(onBridge)
 	errs = append(errs, err)
 	want := make(map[netip.Addr]loader.Endpoint, len(eps))
 	for idx, ep := range eps {
@@ -38,7 +48,7 @@ func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
 			want[a] = b.fwd.endpoint(ep, a, ready[idx])
 		}
 	}
-	errs = append(errs, b.dp.SyncEndpoints(want), b.fwd.attach(eps))
+	errs = append(errs, b.dp.SyncEndpoints(want), b.fwd.attach(onBridge))
 	return errors.Join(errs...)
 }
 

@@ -31,9 +31,11 @@ func Cleanup(st Store) error {
 	}
 	if j.ProxyUplink != "" {
 		if up, err := netlink.LinkByName(j.ProxyUplink); err == nil {
-			if p, err := netip.ParsePrefix(j.ProxyPrefix); err == nil {
-				_, _, err := SyncProxy(up.Attrs().Index, p, nil)
-				errs = append(errs, err)
+			for _, ps := range append([]string{j.ProxyPrefix}, j.EnginePrefixes...) {
+				if p, err := netip.ParsePrefix(ps); err == nil {
+					_, _, err := SyncProxy(up.Attrs().Index, p, nil)
+					errs = append(errs, err)
+				}
 			}
 		}
 	}

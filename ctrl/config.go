@@ -63,6 +63,9 @@ type Config struct {
 	Resync           Duration `json:"resync-interval"`
 	MetricsAddr      string   `json:"metrics-addr,omitempty"`
 	MaxAddrsPerPort  int      `json:"max-addrs-per-port"`
+	// Network are further networks, "BRIDGE=PREFIX", of a container
+	// engine (see Network).
+	Network []string `json:"network,omitempty"`
 	Cluster
 }
 
@@ -185,8 +188,8 @@ func cleanJSONError(err error) string {
 func configKeys() []string {
 	return []string{"ipv6", "fixed-cidr-v6", "default-gateway-v6", "ip-forward", "bridge", "uplink",
 		"ndp-proxy", "addressing", "dataplane", "na-source", "state-dir", "pin-dir", "netns-dirs",
-		"resync-interval", "metrics-addr", "max-addrs-per-port", "peers", "bgp-routers", "bgp-asn", "bgp-peer-asn",
-		"bgp-router-id", "bgp-announce-aggregate"}
+		"resync-interval", "metrics-addr", "max-addrs-per-port", "network", "peers", "bgp-routers", "bgp-asn",
+		"bgp-peer-asn", "bgp-router-id", "bgp-announce-aggregate"}
 }
 
 // Resolved is a validated Config with its addresses parsed.
@@ -195,6 +198,9 @@ type Resolved struct {
 	Prefix     netip.Prefix
 	Gateway    netip.Addr // fe80::1 unless default-gateway-v6 is set
 	Addressing string     // mac or sequential: auto resolved
+	// Networks are the networks served: the first is Bridge and Prefix,
+	// the others an engine's (--network).
+	Networks []Network
 }
 
 // Validate checks every field and returns the first rule broken, naming the
@@ -286,6 +292,9 @@ func (c Config) Validate() (*Resolved, error) {
 		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
 			return nil, fmt.Errorf("metrics-addr: %q is not host:port (e.g. 127.0.0.1:9662 or :9662)", c.MetricsAddr)
 		}
+	}
+	if r.Networks, err = parseNetworks(c.Network, Network{Bridge: c.Bridge, Prefix: p, Gateway: r.Gateway}, c.Uplink); err != nil {
+		return nil, err
 	}
 	if c.MaxAddrsPerPort < 1 || c.MaxAddrsPerPort > 1024 {
 		return nil, fmt.Errorf("max-addrs-per-port: %d is out of range (1 to 1024)", c.MaxAddrsPerPort)

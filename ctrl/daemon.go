@@ -7,12 +7,11 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/v6dp/v6dp/ctrl/rules"
 )
 
 // Daemon keeps the kernel (and the BPF maps) in line with the endpoints on
@@ -23,7 +22,8 @@ import (
 type Daemon struct {
 	cfg   *Resolved
 	store Store
-	disc  *Discoverer
+	// discs has one discoverer per network, by bridge name.
+	discs map[string]*Discoverer
 	host  *Host
 	accel accel
 	ann   *Announcer
@@ -53,17 +53,24 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		return err
 	}
 	host, err := EnsureHost(r, j)
+	for _, n := range r.Networks[1:] {
+		if r.NDPProxy && !slices.Contains(j.EnginePrefixes, n.Prefix.String()) {
+			j.EnginePrefixes = append(j.EnginePrefixes, n.Prefix.String())
+		}
+	}
 	if serr := st.SaveJournal(j); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	if err != nil {
 		return err
 	}
-	d := &Daemon{
-		cfg: r, store: st, host: host,
-		disc: &Discoverer{Bridge: r.Bridge, Prefix: r.Prefix, Dirs: r.NetnsDirs, Rules: portRules(r)},
+	d := &Daemon{cfg: r, store: st, host: host, discs: map[string]*Discoverer{}}
+	var bridges []string
+	for _, n := range r.Networks {
+		d.discs[n.Bridge] = &Discoverer{Bridge: n.Bridge, Prefix: n.Prefix, Dirs: r.NetnsDirs, Rules: n.Rules(r.MaxAddrsPerPort)}
+		bridges = append(bridges, n.Bridge)
 	}
-	d.eps = newLifecycle(sysKernel{d}, host.Bridge.Attrs().Index)
+	d.eps = newLifecycle(sysKernel{d}, bridges)
 	rt := &Runtime{PID: os.Getpid(), Started: time.Now().UTC(), Config: r.Config, Addressing: r.Addressing}
 	d.accel, rt.Dataplane, rt.Attach, rt.Reason = startAccel(r, host, j)
 	if serr := st.SaveJournal(j); serr != nil {
@@ -243,12 +250,6 @@ func toLinkEvent(u netlink.LinkUpdate) linkEvent {
 		Deleted: u.Header.Type == unix.RTM_DELLINK}
 }
 
-// portRules are the address rules of the configured network; the host's
-// own addresses are filled in at each resync.
-func portRules(r *Resolved) rules.Port {
-	return rules.Port{Prefix: r.Prefix, Gateway: r.Gateway, MaxAddrs: r.MaxAddrsPerPort}
-}
-
 // hostAddrs returns every IPv6 address of this namespace's interfaces.
 func hostAddrs() (map[netip.Addr]bool, error) {
 	list, err := netlink.AddrList(nil, netlink.FAMILY_V6)
@@ -276,13 +277,14 @@ func (d *Daemon) resync(periodic bool) {
 				slog.Warn("host configuration", "err", err)
 			} else {
 				d.host = h
-				d.eps.bridge = h.Bridge.Attrs().Index
 			}
 			_ = d.store.SaveJournal(j)
 		}
 	}
 	if own, err := hostAddrs(); err == nil {
-		d.disc.Rules.Reserved = own
+		for _, disc := range d.discs {
+			disc.Rules.Reserved = own
+		}
 	} else {
 		slog.Warn("host addresses; keeping the last list", "err", err)
 	}
@@ -291,23 +293,74 @@ func (d *Daemon) resync(periodic bool) {
 	}
 }
 
-// sysKernel is the lifecycle's kernel: the discoverer, the BPF dataplane,
-// the kernel proxy entries and the announcer.
+// sysKernel is the lifecycle's kernel: the discoverers, the BPF
+// dataplane, the kernel proxy entries and the announcer.
 type sysKernel struct{ d *Daemon }
 
-func (k sysKernel) Scan() ([]Endpoint, error)         { return k.d.disc.Scan() }
-func (k sysKernel) Port(index int) (*Endpoint, error) { return k.d.disc.Port(index) }
-func (k sysKernel) PreparePort(name string) error     { return k.d.portIPv6Off(name) }
-
-func (k sysKernel) IsPort(index int) (bool, error) {
-	l, err := netlink.LinkByIndex(index)
-	if err != nil {
-		return false, err
+// Scan scans every network; an engine's bridge that does not exist yet
+// has no ports (it is adopted when it appears).
+func (k sysKernel) Scan() ([]Endpoint, error) {
+	var all []Endpoint
+	for _, n := range k.d.cfg.Networks {
+		eps, err := k.d.discs[n.Bridge].Scan()
+		var nf netlink.LinkNotFoundError
+		if n.Engine && errors.As(err, &nf) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, eps...)
 	}
-	return l.Attrs().MasterIndex == k.d.host.Bridge.Attrs().Index && l.Type() == "veth", nil
+	return all, nil
 }
 
+func (k sysKernel) Bridges() map[int]string {
+	out := map[int]string{}
+	for _, n := range k.d.cfg.Networks {
+		if l, err := netlink.LinkByName(n.Bridge); err == nil {
+			out[l.Attrs().Index] = n.Bridge
+		}
+	}
+	return out
+}
+
+// Port resolves a port with the discoverer of the bridge it is on.
+func (k sysKernel) Port(index int) (*Endpoint, error) {
+	disc, err := k.discOf(index)
+	if err != nil {
+		return nil, err
+	}
+	return disc.Port(index)
+}
+
+func (k sysKernel) discOf(index int) (*Discoverer, error) {
+	l, err := netlink.LinkByIndex(index)
+	if err != nil {
+		return nil, err
+	}
+	if l.Type() == "veth" && l.Attrs().MasterIndex > 0 {
+		if br, err := netlink.LinkByIndex(l.Attrs().MasterIndex); err == nil {
+			if disc, ok := k.d.discs[br.Attrs().Name]; ok {
+				return disc, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s: %w", l.Attrs().Name, ErrNotPort)
+}
+
+func (k sysKernel) IsPort(index int) (bool, error) {
+	_, err := k.discOf(index)
+	if errors.Is(err, ErrNotPort) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (k sysKernel) PreparePort(name string) error { return k.d.portIPv6Off(name) }
+
 // Publish puts the BPF map first: it answers before the kernel would.
+// Proxy entries are kept per network prefix.
 func (k sysKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) error {
 	d := k.d
 	var errs []error
@@ -317,13 +370,22 @@ func (k sysKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) erro
 		}
 	}
 	if d.cfg.NDPProxy && d.host.Uplink != nil {
-		if _, _, err := SyncProxy(d.host.Uplink.Attrs().Index, d.cfg.Prefix, want); err != nil {
-			errs = append(errs, fmt.Errorf("proxy entries: %w", err))
+		for _, n := range d.cfg.Networks {
+			in := map[netip.Addr]bool{}
+			for a := range want {
+				if n.Prefix.Contains(a) {
+					in[a] = true
+				}
+			}
+			if _, _, err := SyncProxy(d.host.Uplink.Attrs().Index, n.Prefix, in); err != nil {
+				errs = append(errs, fmt.Errorf("proxy entries of %s: %w", n.Bridge, err))
+			}
 		}
 	}
 	if d.metrics != nil {
 		d.metrics.addresses.Store(int64(len(want)))
 		d.metrics.endpoints.Store(int64(len(eps)))
+		d.metrics.conflicts.Store(int64(d.eps.conflicts))
 	}
 	return errors.Join(errs...)
 }

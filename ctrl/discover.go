@@ -28,6 +28,9 @@ type Endpoint struct {
 	PeerIf    string           `json:"peer_if,omitempty"`
 	MAC       net.HardwareAddr `json:"-"`
 	MTU       int              `json:"mtu"`
+	// Network is the bridge the port is on, Bridge its ifindex.
+	Network string `json:"network"`
+	Bridge  int    `json:"-"`
 	// NetnsID is the far end's namespace as this namespace numbers it
 	// (the port's IFLA_LINK_NETNSID).
 	NetnsID int `json:"netnsid"`
@@ -61,6 +64,7 @@ type Discoverer struct {
 
 	mu    sync.Mutex
 	files map[string]nsFile // by path
+	procs map[uint64]int    // namespace inode to id, for /proc lookups
 	route *nsidRoute
 }
 
@@ -76,13 +80,15 @@ var ErrNotPort = errors.New("not a veth port of the bridge")
 var ErrSameNetns = errors.New("the veth's far end is in the host's own namespace")
 
 // nsidPaths maps each namespace id (as the host sees it) to a file that
-// holds the namespace. Files are re-queried only when their inode changes.
+// holds the namespace: one in Dirs, else a process's. Files are re-queried
+// only when their inode changes.
 func (d *Discoverer) nsidPaths() map[int]string {
 	out := d.dirPaths()
 	d.procPaths(out)
 	return out
 }
 
+// dirPaths is nsidPaths from the files in Dirs alone.
 func (d *Discoverer) dirPaths() map[int]string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -126,9 +132,14 @@ func (d *Discoverer) dirPaths() map[int]string {
 // procPaths adds, for namespaces that no file in Dirs holds, the
 // namespace of some process (/proc/PID/ns/net): a namespace held only by
 // its processes (Podman's, containerd's without a bind mount) is named
-// and opened that way. Each namespace costs one open per scan, and only
-// when not already known.
+// and opened that way. A scan costs a stat per process; a namespace is
+// opened (to ask its id) once in its life.
 func (d *Discoverer) procPaths(out map[int]string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.procs == nil {
+		d.procs = map[uint64]int{}
+	}
 	known := map[uint64]bool{}
 	for _, p := range out {
 		var st unix.Stat_t
@@ -144,6 +155,7 @@ func (d *Discoverer) procPaths(out map[int]string) {
 	if err != nil {
 		return
 	}
+	alive := map[uint64]bool{}
 	for _, e := range ents {
 		if e.Name()[0] < '1' || e.Name()[0] > '9' {
 			continue
@@ -153,11 +165,19 @@ func (d *Discoverer) procPaths(out map[int]string) {
 		if unix.Stat(p, &st) != nil || known[st.Ino] {
 			continue
 		}
-		known[st.Ino] = true
-		if id := nsidOf(p); id >= 0 {
-			if _, dup := out[id]; !dup {
-				out[id] = p
-			}
+		known[st.Ino], alive[st.Ino] = true, true
+		id, ok := d.procs[st.Ino]
+		if !ok || id < 0 {
+			id = nsidOf(p)
+			d.procs[st.Ino] = id
+		}
+		if _, dup := out[id]; id >= 0 && !dup {
+			out[id] = p
+		}
+	}
+	for ino := range d.procs {
+		if !alive[ino] {
+			delete(d.procs, ino)
 		}
 	}
 }
@@ -212,7 +232,13 @@ func (d *Discoverer) Scan() ([]Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	paths := d.nsidPaths()
+	paths := d.dirPaths()
+	for _, p := range ports {
+		if _, ok := paths[p.Attrs().NetNsID]; !ok && p.Attrs().NetNsID >= 0 {
+			d.procPaths(paths)
+			break
+		}
+	}
 	eps := make([]Endpoint, 0, len(ports))
 	for _, p := range ports {
 		ep, err := d.resolve(p, paths)
@@ -240,12 +266,17 @@ func (d *Discoverer) Port(index int) (*Endpoint, error) {
 	if l.Attrs().MasterIndex != br.Attrs().Index || l.Type() != "veth" {
 		return nil, fmt.Errorf("%s: %w", l.Attrs().Name, ErrNotPort)
 	}
-	return d.resolve(l, d.nsidPaths())
+	paths := d.dirPaths()
+	if _, ok := paths[l.Attrs().NetNsID]; !ok {
+		d.procPaths(paths)
+	}
+	return d.resolve(l, paths)
 }
 
 func (d *Discoverer) resolve(l netlink.Link, paths map[int]string) (*Endpoint, error) {
 	a := l.Attrs()
-	ep := &Endpoint{HostIf: a.Name, HostIndex: a.Index, HostMAC: a.HardwareAddr, NetnsID: a.NetNsID}
+	ep := &Endpoint{HostIf: a.Name, HostIndex: a.Index, HostMAC: a.HardwareAddr, NetnsID: a.NetNsID,
+		Network: d.Bridge, Bridge: a.MasterIndex}
 	if a.NetNsID < 0 {
 		// Both ends in this namespace: not a container's port.
 		return ep, fmt.Errorf("port %s: %w", a.Name, ErrSameNetns)

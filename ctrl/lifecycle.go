@@ -19,8 +19,11 @@ type kernel interface {
 	Scan() ([]Endpoint, error)
 	// Port resolves one port by host-side ifindex.
 	Port(index int) (*Endpoint, error)
-	// IsPort asks the kernel whether index is a veth port of the bridge.
+	// IsPort asks the kernel whether index is a veth port of a served
+	// bridge.
 	IsPort(index int) (bool, error)
+	// Bridges returns the served bridges that exist, by ifindex.
+	Bridges() map[int]string
 	// PreparePort turns IPv6 off on a new port.
 	PreparePort(name string) error
 	// Publish makes the BPF maps and the kernel proxy entries hold
@@ -46,9 +49,12 @@ type linkEvent struct {
 // keeps no kernel state of its own: everything it learns comes through
 // k, everything it decides goes out through k.
 type lifecycle struct {
-	k      kernel
-	bridge int // the bridge's ifindex
-	now    func() time.Time
+	k kernel
+	// names are the served bridges' names, bridges those that exist by
+	// ifindex.
+	names   map[string]bool
+	bridges map[int]string
+	now     func() time.Time
 
 	found   map[int]*Endpoint // resolved ports, publishable addresses
 	pending map[int]retry     // ports whose far end has no address yet
@@ -74,21 +80,35 @@ const (
 	retryFor   = time.Minute
 )
 
-func newLifecycle(k kernel, bridge int) *lifecycle {
-	return &lifecycle{k: k, bridge: bridge, now: time.Now, found: map[int]*Endpoint{},
-		pending: map[int]retry{}, published: map[int]*Endpoint{}, live: map[netip.Addr]bool{}}
+func newLifecycle(k kernel, bridges []string) *lifecycle {
+	l := &lifecycle{k: k, names: map[string]bool{}, bridges: k.Bridges(), now: time.Now,
+		found: map[int]*Endpoint{}, pending: map[int]retry{}, published: map[int]*Endpoint{}, live: map[netip.Addr]bool{}}
+	for _, b := range bridges {
+		l.names[b] = true
+	}
+	return l
 }
 
 // Link handles one link event and reports whether the endpoint set may
 // have changed (Apply is due).
 func (l *lifecycle) Link(ev linkEvent) bool {
 	idx := ev.Index
-	if idx == l.bridge {
+	if _, ok := l.bridges[idx]; ok {
+		if ev.Deleted {
+			delete(l.bridges, idx)
+		}
 		// The bridge's MAC and MTU are part of what BPF forwards with.
 		return true
 	}
+	if l.names[ev.Name] && !ev.Deleted {
+		// A served bridge appeared (an engine made its network): adopt
+		// it and whatever ports it already has.
+		l.bridges[idx] = ev.Name
+		l.Resync(false)
+		return true
+	}
 	gone := ev.Deleted
-	if !gone && (ev.Master != l.bridge || !ev.Veth) {
+	if _, served := l.bridges[ev.Master]; !gone && (!served || !ev.Veth) {
 		// Not (or no longer) a veth port of the bridge, as far as this
 		// message says. Some notifications carry only part of a link's
 		// attributes (no master, no link kind); withdrawing a live
@@ -124,6 +144,17 @@ func (l *lifecycle) Link(ev linkEvent) bool {
 	now := l.now()
 	l.pending[idx] = retry{next: now, deadline: now.Add(retryFor), delay: retryFirst}
 	return l.Retry()
+}
+
+// SetBridge records that the served bridge name now has ifindex idx
+// (created again).
+func (l *lifecycle) SetBridge(idx int, name string) {
+	for i, n := range l.bridges {
+		if n == name {
+			delete(l.bridges, i)
+		}
+	}
+	l.bridges[idx] = name
 }
 
 // Addrs handles an address change in the namespace nsid: every port
@@ -211,6 +242,7 @@ func (l *lifecycle) Retry() bool {
 // the current endpoints: answering for what is known beats answering for
 // nothing. It reports whether the scan answered.
 func (l *lifecycle) Resync(periodic bool) bool {
+	l.bridges = l.k.Bridges()
 	eps, err := l.k.Scan()
 	if err != nil {
 		slog.Warn("scanning the bridge; keeping the current endpoints", "err", err)

@@ -36,6 +36,7 @@ type fakePort struct {
 
 type fakeKernel struct {
 	ports    map[int]*fakePort
+	bridges  map[int]string
 	scanErr  error
 	did      []string // what the lifecycle asked for, in order
 	pub      map[netip.Addr]int
@@ -43,7 +44,8 @@ type fakeKernel struct {
 }
 
 func newFakeKernel() *fakeKernel {
-	return &fakeKernel{ports: map[int]*fakePort{}, pub: map[netip.Addr]int{}, prepared: map[string]bool{}}
+	return &fakeKernel{ports: map[int]*fakePort{}, bridges: map[int]string{fakeBridge: "br0"},
+		pub: map[netip.Addr]int{}, prepared: map[string]bool{}}
 }
 
 func (k *fakeKernel) endpoint(idx int, p *fakePort) *Endpoint {
@@ -63,7 +65,7 @@ func (k *fakeKernel) Scan() ([]Endpoint, error) {
 	}
 	var out []Endpoint
 	for idx, p := range k.ports {
-		if p.master != fakeBridge {
+		if _, ok := k.bridges[p.master]; !ok {
 			continue
 		}
 		ep := k.endpoint(idx, p)
@@ -80,7 +82,7 @@ func (k *fakeKernel) Port(idx int) (*Endpoint, error) {
 	if !ok {
 		return nil, netlink.LinkNotFoundError{}
 	}
-	if p.master != fakeBridge {
+	if _, ok := k.bridges[p.master]; !ok {
 		return nil, ErrNotPort
 	}
 	if p.broken {
@@ -94,7 +96,16 @@ func (k *fakeKernel) IsPort(idx int) (bool, error) {
 	if !ok {
 		return false, netlink.LinkNotFoundError{}
 	}
-	return p.master == fakeBridge, nil
+	_, ok = k.bridges[p.master]
+	return ok, nil
+}
+
+func (k *fakeKernel) Bridges() map[int]string {
+	out := map[int]string{}
+	for idx, name := range k.bridges {
+		out[idx] = name
+	}
+	return out
 }
 
 func (k *fakeKernel) PreparePort(name string) error {
@@ -285,6 +296,26 @@ func TestLifecycle(t *testing.T) {
 			{what: "port gone", set: func(k *fakeKernel) { delete(k.ports, 5) }, ev: resync,
 				did: []string{"withdraw 2001:db8:1::10"}},
 		}},
+		{name: "an engine's bridge made after the daemon started is adopted with its ports", steps: []step{
+			{what: "port on br0", set: addPort(5, 1, A("2001:db8:1::10")), ev: linkNew(5),
+				pub: []string{"2001:db8:1::10@5"}, did: []string{"announce 2001:db8:1::10"}},
+			{what: "a port on a bridge not (yet) served", set: func(k *fakeKernel) {
+				k.ports[21] = &fakePort{name: "veth21", master: 20, nsid: 3, addrs: []rules.Addr{A("2001:db8:1::21")}}
+			}, ev: func(l *lifecycle) bool { return l.Link(linkEvent{Index: 21, Name: "veth21", Master: 20, Veth: true}) },
+				pub: []string{"2001:db8:1::10@5"}},
+			{what: "the engine's bridge appears", set: func(k *fakeKernel) { k.bridges[20] = "br-app" },
+				ev:  func(l *lifecycle) bool { return l.Link(linkEvent{Index: 20, Name: "br-app"}) },
+				pub: []string{"2001:db8:1::10@5", "2001:db8:1::21@21"}, did: []string{"announce 2001:db8:1::21"}},
+			{what: "another port joins it", set: func(k *fakeKernel) {
+				k.ports[22] = &fakePort{name: "veth22", master: 20, nsid: 4, addrs: []rules.Addr{A("2001:db8:1::22")}}
+			}, ev: func(l *lifecycle) bool { return l.Link(linkEvent{Index: 22, Name: "veth22", Master: 20, Veth: true}) },
+				pub: []string{"2001:db8:1::10@5", "2001:db8:1::21@21", "2001:db8:1::22@22"}, did: []string{"announce 2001:db8:1::22"}},
+			{what: "the engine removes its bridge", set: func(k *fakeKernel) {
+				delete(k.bridges, 20)
+				k.ports[21].master, k.ports[22].master = 0, 0
+			}, ev: all(func(l *lifecycle) bool { return l.Link(linkEvent{Index: 20, Name: "br-app", Deleted: true}) }, linkPartial(21), linkPartial(22)),
+				pub: []string{"2001:db8:1::10@5"}, did: []string{"withdraw 2001:db8:1::21", "withdraw 2001:db8:1::22"}},
+		}},
 		{name: "resync finds what events missed", steps: []step{
 			{what: "two ports appear unseen", set: func(k *fakeKernel) { addPort(5, 1, A("2001:db8:1::10"))(k); addPort(6, 2, A("2001:db8:1::11"))(k) },
 				ev: resync, pub: []string{"2001:db8:1::10@5", "2001:db8:1::11@6"}, did: []string{"announce 2001:db8:1::10", "announce 2001:db8:1::11"}},
@@ -294,7 +325,7 @@ func TestLifecycle(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newFakeKernel()
-			l := newLifecycle(k, fakeBridge)
+			l := newLifecycle(k, []string{"br0", "br-app"})
 			for _, s := range tc.steps {
 				if s.set != nil {
 					s.set(k)
@@ -358,7 +389,7 @@ func TestLifecycleRandomOrder(t *testing.T) {
 			cp := *p
 			k.ports[idx] = &cp
 		}
-		l := newLifecycle(k, fakeBridge)
+		l := newLifecycle(k, []string{"br0", "br-app"})
 		for _, ev := range order {
 			if ev(l) {
 				l.Apply()

@@ -23,10 +23,12 @@ type metrics struct {
 	dataplane string
 	addresses atomic.Int64
 	endpoints atomic.Int64
+	conflicts atomic.Int64
 
 	packets       *prometheus.Desc
 	live          *prometheus.Desc
 	ports         *prometheus.Desc
+	conflictsDesc *prometheus.Desc
 	dataplaneInfo *prometheus.Desc
 }
 
@@ -40,6 +42,8 @@ func newMetrics(pinDir, dataplane string) *metrics {
 			"Live endpoint addresses answered for on the uplink.", nil, nil),
 		ports: prometheus.NewDesc("v6dp_endpoints",
 			"Endpoints (bridge ports with an address in the prefix).", nil, nil),
+		conflictsDesc: prometheus.NewDesc("v6dp_address_conflicts_total",
+			"Addresses claimed by a second endpoint while their owner held them (the claimant got nothing).", nil, nil),
 		dataplaneInfo: prometheus.NewDesc("v6dp_dataplane_info",
 			"The dataplane in use.", []string{"dataplane"}, nil),
 	}
@@ -49,12 +53,14 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.packets
 	ch <- m.live
 	ch <- m.ports
+	ch <- m.conflictsDesc
 	ch <- m.dataplaneInfo
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.live, prometheus.GaugeValue, float64(m.addresses.Load()))
 	ch <- prometheus.MustNewConstMetric(m.ports, prometheus.GaugeValue, float64(m.endpoints.Load()))
+	ch <- prometheus.MustNewConstMetric(m.conflictsDesc, prometheus.CounterValue, float64(m.conflicts.Load()))
 	ch <- prometheus.MustNewConstMetric(m.dataplaneInfo, prometheus.GaugeValue, 1, m.dataplane)
 	if m.dataplane == DataplaneKernel {
 		return

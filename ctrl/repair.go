@@ -498,7 +498,7 @@ func (d *Daemon) ports() []*Endpoint {
 
 // setBridge takes up a bridge created again: link events of its ports
 // name the new ifindex as their master.
-func (d *Daemon) setBridge(br netlink.Link) { d.eps.bridge = br.Attrs().Index }
+func (d *Daemon) setBridge(br netlink.Link) { d.eps.SetBridge(br.Attrs().Index, br.Attrs().Name) }
 
 func (d *Daemon) rescan() { d.resync(false) }
 

@@ -13,14 +13,26 @@ import (
 	"github.com/v6dp/v6dp/loader"
 )
 
+// NetworkReport is one served network in `v6dp status`.
+type NetworkReport struct {
+	Bridge    string `json:"bridge"`
+	Prefix    string `json:"prefix"`
+	Engine    bool   `json:"engine"` // an engine's bridge, adopted
+	Exists    bool   `json:"exists"`
+	Endpoints int    `json:"endpoints"`
+	Addresses int    `json:"addresses"`
+}
+
 // EndpointReport is one endpoint as `v6dp endpoints` shows it.
 type EndpointReport struct {
-	Name   string       `json:"name"`
-	Addrs  []netip.Addr `json:"addrs"`
-	MAC    string       `json:"mac"`
-	HostIf string       `json:"veth"`
-	Netns  string       `json:"netns,omitempty"`
-	Owner  string       `json:"made_by"`
+	// Network is the endpoint's bridge.
+	Network string       `json:"network"`
+	Name    string       `json:"name"`
+	Addrs   []netip.Addr `json:"addrs"`
+	MAC     string       `json:"mac"`
+	HostIf  string       `json:"veth"`
+	Netns   string       `json:"netns,omitempty"`
+	Owner   string       `json:"made_by"`
 	// KernelProxy: every address has its NTF_PROXY entry on the uplink.
 	KernelProxy bool `json:"kernel_proxy"`
 	// BPF: every address is in the BPF endpoints map.
@@ -46,6 +58,7 @@ type StatusReport struct {
 	Reason       string            `json:"reason,omitempty"`
 	ProxyEntries int               `json:"kernel_proxy_entries"`
 	BPFEntries   int               `json:"bpf_endpoints"`
+	Networks     []NetworkReport   `json:"networks"`
 	Endpoints    []EndpointReport  `json:"endpoints"`
 	Counters     map[string]uint64 `json:"counters,omitempty"`
 	// Version is the running (or last) daemon's build.
@@ -137,8 +150,12 @@ func Report(r *Resolved) (*StatusReport, error) {
 	proxies := map[netip.Addr]bool{}
 	if r.Uplink != "" {
 		if up, err := netlink.LinkByName(r.Uplink); err == nil {
-			if p, err := ProxyEntries(up.Attrs().Index, r.Prefix); err == nil {
-				proxies = p
+			for _, n := range r.Networks {
+				if p, err := ProxyEntries(up.Attrs().Index, n.Prefix); err == nil {
+					for a := range p {
+						proxies[a] = true
+					}
+				}
 			}
 		} else {
 			rep.Problems = append(rep.Problems, "uplink "+r.Uplink+" does not exist")
@@ -153,18 +170,37 @@ func Report(r *Resolved) (*StatusReport, error) {
 			owned[c.Netns] = true
 		}
 	}
-	d := &Discoverer{Bridge: r.Bridge, Prefix: r.Prefix, Dirs: r.NetnsDirs, Rules: portRules(r)}
-	d.Rules.Reserved, _ = hostAddrs()
-	eps, err := d.Scan()
-	if err != nil {
-		rep.Problems = append(rep.Problems, err.Error())
+	own, _ := hostAddrs()
+	var eps []Endpoint
+	for _, n := range r.Networks {
+		d := &Discoverer{Bridge: n.Bridge, Prefix: n.Prefix, Dirs: r.NetnsDirs, Rules: n.Rules(r.MaxAddrsPerPort)}
+		d.Rules.Reserved = own
+		nr := NetworkReport{Bridge: n.Bridge, Prefix: n.Prefix.String(), Engine: n.Engine}
+		found, err := d.Scan()
+		var nf netlink.LinkNotFoundError
+		switch {
+		case n.Engine && errors.As(err, &nf):
+			rep.Problems = append(rep.Problems, "network "+n.Bridge+": bridge does not exist yet (waiting for its engine to make it)")
+		case err != nil:
+			rep.Problems = append(rep.Problems, err.Error())
+		default:
+			nr.Exists = true
+		}
+		for _, ep := range found {
+			if ep.Err == nil {
+				nr.Endpoints++
+				nr.Addresses += len(ep.Addrs)
+			}
+		}
+		rep.Networks = append(rep.Networks, nr)
+		eps = append(eps, found...)
 	}
 	for _, ep := range eps {
 		if ep.Err != nil {
 			rep.Problems = append(rep.Problems, "not resolved: "+ep.Err.Error())
 			continue
 		}
-		e := EndpointReport{Name: ep.Name, Addrs: ep.Addrs, MAC: ep.MAC.String(), HostIf: ep.HostIf,
+		e := EndpointReport{Network: ep.Network, Name: ep.Name, Addrs: ep.Addrs, MAC: ep.MAC.String(), HostIf: ep.HostIf,
 			Netns: ep.Netns, Owner: "other", KernelProxy: len(ep.Addrs) > 0, BPF: len(ep.Addrs) > 0,
 			Refused: ep.Refused}
 		for _, f := range ep.Refused {
@@ -179,6 +215,9 @@ func Report(r *Resolved) (*StatusReport, error) {
 		}
 		rep.Endpoints = append(rep.Endpoints, e)
 	}
-	sort.Slice(rep.Endpoints, func(i, j int) bool { return rep.Endpoints[i].Name < rep.Endpoints[j].Name })
+	sort.SliceStable(rep.Endpoints, func(i, j int) bool {
+		a, b := rep.Endpoints[i], rep.Endpoints[j]
+		return a.Network < b.Network || a.Network == b.Network && a.Name < b.Name
+	})
 	return rep, nil
 }

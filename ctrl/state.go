@@ -32,6 +32,9 @@ type Journal struct {
 	ProxyUplink string `json:"proxy_uplink,omitempty"`
 	// ProxyPrefix is the prefix those entries belong to.
 	ProxyPrefix string `json:"proxy_prefix,omitempty"`
+	// EnginePrefixes are the prefixes of engines' networks (--network)
+	// v6dp put proxy entries on the uplink for.
+	EnginePrefixes []string `json:"engine_prefixes,omitempty"`
 	// PinDir is where v6dp pinned BPF objects.
 	PinDir string `json:"pin_dir,omitempty"`
 }

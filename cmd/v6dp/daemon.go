@@ -29,6 +29,7 @@ func configFlags(fs *flag.FlagSet, cfg *ctrl.Config) *string {
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory for v6dp's runtime state")
 	fs.StringVar(&cfg.PinDir, "pin-dir", cfg.PinDir, "bpffs directory for pinned programs and maps")
 	fs.Var((*dirList)(&cfg.NetnsDirs), "netns-dirs", "comma-separated directories with container namespace files: optional, only names endpoints (namespaces are read by netnsid)")
+	fs.Var(&networkList{list: &cfg.Network}, "network", "another network of a container engine, BRIDGE=PREFIX (repeatable): its bridge is waited for and adopted, never created")
 	fs.IntVar(&cfg.MaxAddrsPerPort, "max-addrs-per-port", cfg.MaxAddrsPerPort, "most addresses published per container port; more are refused")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "serve Prometheus metrics on host:port (off when empty)")
 	fs.DurationVar(&cfg.Resync.Duration, "resync-interval", cfg.Resync.Duration, "period of the full resync with the kernel")
@@ -43,6 +44,32 @@ func (d *dirList) String() string { return strings.Join(*d, ",") }
 
 func (d *dirList) Set(s string) error {
 	*d = strings.Split(s, ",")
+	return nil
+}
+
+// networkList is the repeatable --network flag. Given on the command line
+// it replaces the config file's list; a comma separates several too.
+type networkList struct {
+	list *[]string
+	set  bool
+}
+
+func (n *networkList) String() string {
+	if n.list == nil {
+		return ""
+	}
+	return strings.Join(*n.list, ",")
+}
+
+func (n *networkList) Set(s string) error {
+	if !n.set {
+		*n.list, n.set = nil, true
+	}
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*n.list = append(*n.list, v)
+		}
+	}
 	return nil
 }
 

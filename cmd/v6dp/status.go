@@ -79,9 +79,8 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "\ncounters:")
 		printCounters(stdout, rep.Counters)
 	}
-	if len(rep.Endpoints) > 0 {
-		fmt.Fprintln(stdout)
-		printEndpoints(stdout, rep.Endpoints)
+	for _, n := range rep.Networks {
+		printNetwork(stdout, n, rep.Endpoints)
 	}
 	for _, p := range rep.Problems {
 		fmt.Fprintf(stdout, "problem: %s\n", p)
@@ -152,6 +151,27 @@ func printEndpoints(w io.Writer, eps []ctrl.EndpointReport) {
 			yesNo(e.KernelProxy), yesNo(e.BPF), e.Owner)
 	}
 	tw.Flush()
+}
+
+// printNetwork prints one network's line and its endpoints.
+func printNetwork(w io.Writer, n ctrl.NetworkReport, all []ctrl.EndpointReport) {
+	var eps []ctrl.EndpointReport
+	for _, e := range all {
+		if e.Network == n.Bridge {
+			eps = append(eps, e)
+		}
+	}
+	state := "--bridge, set up by v6dp"
+	if n.Engine {
+		state = "--network, an engine's bridge, adopted"
+	}
+	if !n.Exists {
+		state += ", not there yet"
+	}
+	fmt.Fprintf(w, "\nnetwork %s %s (%s): %d endpoints, %d addresses\n", n.Bridge, n.Prefix, state, n.Endpoints, n.Addresses)
+	if len(eps) > 0 {
+		printEndpoints(w, eps)
+	}
 }
 
 func cmdEndpoints(args []string, stdout, stderr io.Writer) error {
