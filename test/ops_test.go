@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +78,51 @@ func TestSecondDaemonRefused(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no \"v6dp daemon\" line with the version in the log")
+	}
+}
+
+// With no bpffs at /sys/fs/bpf (a minimal host) the daemon mounts one and
+// runs the BPF dataplane on it. The daemon runs in a mount namespace of
+// its own with /sys/fs/bpf unmounted, so the test's bpffs is not touched.
+func TestBPFFSMounted(t *testing.T) {
+	s := newSeed(t, "2001:db8::c008/125")
+	log := s.LogFile("daemon-bpffs")
+	script := `umount /sys/fs/bpf && exec nsenter --net=/run/netns/` + s.Host + ` -- "$@"`
+	args := append([]string{"--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", v6dpBin}, s.daemonArgs("tc")...)
+	cmd := exec.Command("unshare", args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	s.Defer(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	eventually(t, 30*time.Second, func() error {
+		select {
+		case <-exited:
+			return fmt.Errorf("daemon exited")
+		default:
+		}
+		b, _ := os.ReadFile(log.Name())
+		if !strings.Contains(string(b), "daemon running") {
+			return fmt.Errorf("daemon not running yet")
+		}
+		return nil
+	})
+	mnt := fmt.Sprintf("--mount=/proc/%d/ns/mnt", cmd.Process.Pid)
+	if out := s.MustRun("", "nsenter", mnt, "findmnt", "-n", "-o", "FSTYPE", "/sys/fs/bpf"); strings.TrimSpace(out) != "bpf" {
+		t.Errorf("in the daemon's mount namespace /sys/fs/bpf is %q, want bpf", strings.TrimSpace(out))
+	}
+	st := s.MustRun("", "nsenter", mnt, "--net=/run/netns/"+s.Host, v6dpBin, "status", "--state-dir", s.StateDir)
+	for _, want := range []string{"dataplane:    tc (tcx)", s.PinDir + "/v6dp_endpoints", s.PinDir + "/link_tcx_"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("status in the daemon's mount namespace lacks %q:\n%s", want, st)
+		}
+	}
+	if _, err := os.Stat(s.PinDir); err == nil {
+		t.Errorf("the pins went into the test's bpffs, not a new one")
 	}
 }

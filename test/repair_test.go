@@ -3,10 +3,13 @@ package test
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/v6dp/v6dp/test/topo"
 )
 
 // statusJSON is the part of `v6dp status --json` the repair tests read.
@@ -116,6 +119,18 @@ func TestRepair(t *testing.T) {
 			`"uplink program" uplink=eth0 mode=tcx`, func() error { return s.linkLive(t, "uplink") }},
 		{"endpoint program", func(t *testing.T) { s.detachLink(t, "port") },
 			`"endpoint program" port=` + veth, func() error { return s.linkLive(t, "port") }},
+		{"bpf endpoint", func(t *testing.T) {
+			s.MustRun("", append([]string{"bpftool", "map", "delete", "pinned", s.PinDir + "/v6dp_endpoints", "key", "hex"}, addrBytes(addr)...)...)
+		}, `"bpf endpoint" addr=` + addr, func() error {
+			return s.contains(s.MustRun("", "bpftool", "map", "dump", "pinned", s.PinDir+"/v6dp_endpoints"), strings.Join(decBytes(addr), ","))
+		}},
+		{"devmap entry", func(t *testing.T) {
+			s.MustRun("", append([]string{"bpftool", "map", "delete", "pinned", s.PinDir + "/v6dp_devmap", "key"}, le32(s.mustIfindex(t, veth))...)...)
+		}, `"devmap entry" ifindex=\d+ addr=` + addr, func() error {
+			i := s.mustIfindex(t, veth)
+			key := fmt.Sprintf("key: %02x %02x %02x %02x", i&0xff, i>>8&0xff, i>>16&0xff, i>>24&0xff)
+			return s.contains(s.MustRun("", "bpftool", "map", "dump", "pinned", s.PinDir+"/v6dp_devmap"), key)
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -190,4 +205,60 @@ func (s *seed) linkLive(t *testing.T, hook string) error {
 		}
 	}
 	return fmt.Errorf("no live %s link", hook)
+}
+
+// addrBytes and decBytes write an IPv6 address as bpftool takes it (hex
+// bytes) and prints it (decimal bytes).
+func addrBytes(a string) []string {
+	b := netip.MustParseAddr(a).As16()
+	out := make([]string, len(b))
+	for i, x := range b {
+		out[i] = fmt.Sprintf("%02x", x)
+	}
+	return out
+}
+
+func decBytes(a string) []string {
+	b := netip.MustParseAddr(a).As16()
+	out := make([]string, len(b))
+	for i, x := range b {
+		out[i] = fmt.Sprint(x)
+	}
+	return out
+}
+
+// le32 writes a u32 map key as bpftool takes it (little-endian bytes).
+func le32(v int) []string {
+	return []string{fmt.Sprint(v & 0xff), fmt.Sprint(v >> 8 & 0xff), fmt.Sprint(v >> 16 & 0xff), fmt.Sprint(v >> 24 & 0xff)}
+}
+
+func (s *seed) mustIfindex(t *testing.T, dev string) int {
+	t.Helper()
+	idx, err := s.ifindex(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(idx)
+}
+
+// With XDP on the uplink a detached program is seen on the link event.
+func TestRepairXDPProgram(t *testing.T) {
+	s := newSeed(t, "2001:db8::c008/125")
+	d := s.startDaemon(t, s.daemonArgs("xdp"))
+	addr := s.addContainer(t, s.name("rx"))
+	s.waitLive(t, addr, true)
+	n := len(d.logLines())
+	s.detachLink(t, "uplink")
+	d.waitRepaired(t, n, `"uplink program" uplink=eth0 mode=xdp-generic`)
+	eventually(t, 5*time.Second, func() error { return s.linkLive(t, "uplink") })
+	conn, err := topo.ListenNDP(s.Router, s.RouterIf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	before := s.counters(t, "xdp")
+	s.answeredWith(t, conn, addr, s.hostMAC(t), 5*time.Second)
+	if after := s.counters(t, "xdp"); after["ns_answered"] <= before["ns_answered"] {
+		t.Errorf("after the repair XDP did not answer (ns_answered %d -> %d)", before["ns_answered"], after["ns_answered"])
+	}
 }
