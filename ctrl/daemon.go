@@ -40,7 +40,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	if _, err := CheckUplink(r.Uplink); err != nil {
 		return err
 	}
-	lock, err := lockDaemon(st, r.Bridge)
+	lock, err := lockDaemon(st, r.Bridges()...)
 	if err != nil {
 		return err
 	}

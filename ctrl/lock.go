@@ -13,8 +13,8 @@ import (
 // manages the same bridge or state directory: two would fight over the
 // proxy entries, the maps and the programs.
 type daemonLock struct {
-	dir      *os.File
-	listener net.Listener
+	dir       *os.File
+	listeners []net.Listener
 }
 
 // bridgeSocket names the abstract unix socket a daemon binds for its
@@ -23,10 +23,10 @@ type daemonLock struct {
 // after a SIGKILL); a second daemon can ask the holder's pid through it.
 func bridgeSocket(bridge string) string { return "@v6dp/bridge/" + bridge }
 
-// lockDaemon takes both locks or fails with an error naming the daemon
+// lockDaemon takes the locks or fails with an error naming the daemon
 // that holds one: the state directory (flock on the directory itself)
-// and the bridge in this network namespace.
-func lockDaemon(st Store, bridge string) (*daemonLock, error) {
+// and each bridge in this network namespace.
+func lockDaemon(st Store, bridges ...string) (*daemonLock, error) {
 	if err := os.MkdirAll(st.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state-dir: %w", err)
 	}
@@ -45,30 +45,34 @@ func lockDaemon(st Store, bridge string) (*daemonLock, error) {
 		}
 		return nil, fmt.Errorf("state-dir: locking %s: %w", st.Dir, err)
 	}
-	l, err := net.Listen("unix", bridgeSocket(bridge))
-	if err != nil {
-		dir.Close()
-		if errors.Is(err, unix.EADDRINUSE) {
-			who := "another v6dp daemon"
-			if pid, perr := bridgeHolder(bridge); perr == nil {
-				who = fmt.Sprintf("a v6dp daemon (pid %d)", pid)
+	lk := &daemonLock{dir: dir}
+	for _, bridge := range bridges {
+		l, err := net.Listen("unix", bridgeSocket(bridge))
+		if err != nil {
+			lk.release()
+			if errors.Is(err, unix.EADDRINUSE) {
+				who := "another v6dp daemon"
+				if pid, perr := bridgeHolder(bridge); perr == nil {
+					who = fmt.Sprintf("a v6dp daemon (pid %d)", pid)
+				}
+				return nil, fmt.Errorf("bridge: %s already manages bridge %s in this network namespace; stop it first", who, bridge)
 			}
-			return nil, fmt.Errorf("bridge: %s already manages bridge %s in this network namespace; stop it first", who, bridge)
+			return nil, fmt.Errorf("bridge: claiming %s: %w", bridge, err)
 		}
-		return nil, fmt.Errorf("bridge: claiming %s: %w", bridge, err)
+		lk.listeners = append(lk.listeners, l)
+		go func() {
+			// Accept and close: a connection only asks who holds the
+			// bridge, and the kernel answers that (SO_PEERCRED).
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
 	}
-	go func() {
-		// Accept and close: a connection only asks who holds the bridge,
-		// and the kernel answers that (SO_PEERCRED).
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return &daemonLock{dir: dir, listener: l}, nil
+	return lk, nil
 }
 
 // bridgeHolder returns the pid of the daemon holding the bridge's socket.
@@ -100,6 +104,20 @@ func (l *daemonLock) release() {
 	if l == nil {
 		return
 	}
-	l.listener.Close()
+	for _, ln := range l.listeners {
+		ln.Close()
+	}
 	l.dir.Close()
+}
+
+// Bridges are the bridges of every network the daemon serves.
+func (r *Resolved) Bridges() []string {
+	out := make([]string, 0, len(r.Networks))
+	for _, n := range r.Networks {
+		out = append(out, n.Bridge)
+	}
+	if len(out) == 0 {
+		out = append(out, r.Bridge)
+	}
+	return out
 }

@@ -25,6 +25,16 @@ func TestLockDaemonRefusesSecond(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "state-dir: another v6dp daemon already runs with "+st.Dir) {
 		t.Errorf("second daemon on the same state-dir: got %v", err)
 	}
+	// Several networks: one taken bridge refuses all, and frees the rest.
+	_, err = lockDaemon(Store{Dir: t.TempDir()}, bridge+"a", bridge)
+	if err == nil || !strings.Contains(err.Error(), "already manages bridge "+bridge+" ") {
+		t.Errorf("networks with a taken bridge: got %v", err)
+	}
+	other, err := lockDaemon(Store{Dir: t.TempDir()}, bridge+"a")
+	if err != nil {
+		t.Fatalf("a bridge of a refused daemon stayed locked: %v", err)
+	}
+	other.release()
 	first.release()
 	again, err := lockDaemon(st, bridge)
 	if err != nil {

@@ -352,7 +352,8 @@ func (o *ops) repairProxies() {
 		return
 	}
 	idx := d.host.Uplink.Attrs().Index
-	have, err := ProxyEntries(idx, d.cfg.Prefix)
+	// Every network's prefix: the live addresses span them all.
+	have, err := ProxyEntries(idx, netip.MustParsePrefix("::/0"))
 	if err != nil {
 		slog.Warn("repair: proxy entries", "err", err)
 		return
