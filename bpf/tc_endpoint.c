@@ -27,6 +27,10 @@
 #include "lib/ndp.h"
 #include "lib/skb.h"
 
+/* Short skbs are made linear whole: every NDP message and its options. */
+#define TC_EGRESS_PULL_MAX                                                                  \
+	((__u32)(sizeof(struct ethhdr) + sizeof(struct ipv6hdr)) + EGRESS_NDP_MAX + 64)
+
 /* What the endpoint program does with a frame. */
 enum egress_action {
 	EGRESS_PASS,
@@ -56,44 +60,172 @@ static __always_inline enum egress_action egress_verdict(struct egress_pkt *pkt,
 }
 
 /*
- * egress_addr_owned reports whether the endpoint behind the port ifindex
- * may use address a: one of its own live addresses (the endpoints map says
- * which port owns each), or link-local, which the kernel keeps on the link
- * anyway.
+ * egress_addr_owned reports whether the endpoint behind port may use
+ * address a: its own link-local address, or one of its own live global
+ * addresses (the endpoints map says which port owns each). A neighbour's
+ * link-local address, and the gateway's fe80::1, are not its own.
  */
-static __always_inline bool egress_addr_owned(const struct in6_addr *a, __u32 ifindex)
+static __always_inline bool egress_addr_owned(const struct in6_addr *a, __u32 ifindex,
+					      const struct port_info *port)
 {
 	const struct endpoint_info *own;
 
 	if (ipv6_addr_is_link_local(a))
-		return true;
+		return (port->flags & PORT_F_LL) &&
+		       ipv6_addr_equal(a, (const struct in6_addr *)port->link_local);
 	own = endpoint_lookup(a->s6_addr);
 	return own && own->ifindex == ifindex;
 }
 
 /*
- * egress_source_ok is source address validation: the source must be an
- * address the endpoint owns. The unspecified address is allowed for ICMPv6
- * and hop-by-hop packets only: Duplicate Address Detection (RFC 4862
- * 5.4.2) and MLD reports (RFC 3810 5.2.13, behind a Router Alert) are sent
- * from it.
+ * egress_from_unspecified reports whether a packet from :: may leave a
+ * port: only ICMPv6 and hop-by-hop packets, for Duplicate Address
+ * Detection (RFC 4862 5.4.2) and MLD reports (RFC 3810 5.2.13, behind a
+ * Router Alert). What they may carry is checked with the rest of NDP.
  */
-static __always_inline bool egress_source_ok(const struct ipv6hdr *ip6, __u32 ifindex)
+static __always_inline bool egress_from_unspecified(const struct ipv6hdr *ip6)
 {
-	if (ipv6_addr_is_any(&ip6->saddr))
-		return ip6->nexthdr == IPPROTO_ICMPV6 || ip6->nexthdr == IPPROTO_HOPOPTS;
-	return egress_addr_owned(&ip6->saddr, ifindex);
+	return ip6->nexthdr == IPPROTO_ICMPV6 || ip6->nexthdr == IPPROTO_HOPOPTS;
+}
+
+/* Extension headers walked to find NDP hidden behind them (RFC 7113). */
+#define EGRESS_EXTHDR_MAX 8
+
+/* The fixed part of the extension headers walked: next header and length. */
+struct exthdr {
+	__u8 nexthdr;
+	__u8 len;
+	__u16 frag_off; /* fragment header only: offset and M flag */
+};
+
+/*
+ * egress_hides_ndp reports whether the extension header chain starting
+ * after the fixed header leads to NDP, or cannot be followed to its end in
+ * the bytes at hand (RFC 7112: a first fragment carries the whole chain).
+ * Either is dropped: no valid NDP carries extension headers (RFC 6980
+ * forbids fragments; an RA behind a destination-options header is the
+ * RFC 7113 evasion of RA guards), and an unparseable chain is how one
+ * hides. A later fragment carries no upper-layer header, so it ends the
+ * walk harmlessly.
+ */
+static __always_inline bool egress_hides_ndp(struct ipv6hdr *ip6, void *data_end)
+{
+	__u8 nexthdr = ip6->nexthdr;
+	void *p = ip6 + 1;
+	struct exthdr *h;
+	__u8 *type;
+	__u32 i;
+
+	for (i = 0; i < EGRESS_EXTHDR_MAX; i++) {
+		if (!ipv6_is_exthdr(nexthdr))
+			break;
+		h = p;
+		if ((void *)h + 8 > data_end)
+			return true;
+		switch (nexthdr) {
+		case IPPROTO_FRAGMENT:
+			/* Offset non-zero: a later fragment, no headers in it. */
+			if (h->frag_off & bpf_htons(0xfff8))
+				return false;
+			p += 8;
+			break;
+		case IPPROTO_AH:
+			/* RFC 4302: length in 4-byte units, minus 2. */
+			p += ((__u32)h->len + 2) * 4;
+			break;
+		case IPPROTO_ESP:
+			/* Encrypted from here on: nothing more to see. */
+			return false;
+		default:
+			p += ((__u32)h->len + 1) * 8;
+			break;
+		}
+		nexthdr = h->nexthdr;
+	}
+	if (ipv6_is_exthdr(nexthdr))
+		return true;
+	if (nexthdr != IPPROTO_ICMPV6)
+		return false;
+	type = p;
+	if ((void *)(type + 1) > data_end)
+		return true;
+	return icmp6_is_ndp(*type);
+}
+
+/* Longest NDP message from an endpoint whose options are checked. */
+#define EGRESS_NDP_MAX 256
+/* Options walked at most: real messages have one or two. */
+#define EGRESS_NDP_OPTS_MAX 8
+
+/*
+ * egress_ndp_lladdr_ok checks the link-layer address options of an NDP
+ * message from an endpoint: a Source (NS, RS) or Target (NA) Link-Layer
+ * Address must be the endpoint's own MAC, or a neighbour's cache would
+ * point at another port (RFC 4861 7.2.3 caches the option as is). The
+ * options start off bytes into the message; a message whose options run
+ * past the bytes at hand or have a zero length is refused.
+ */
+static __always_inline bool egress_ndp_lladdr_ok(void *msg, __u32 off, __u32 len,
+						 void *data_end, const struct port_info *port)
+{
+	__u32 i;
+
+	for (i = 0; i < EGRESS_NDP_OPTS_MAX; i++) {
+		__u8 *opt;
+
+		if (off >= len)
+			return true;
+		if (off > EGRESS_NDP_MAX)
+			return false;
+		opt = msg + off;
+		if ((void *)(opt + 8) > data_end || opt[1] == 0)
+			return false;
+		if ((opt[0] == NDP_OPT_SOURCE_LL || opt[0] == NDP_OPT_TARGET_LL) &&
+		    !mac_equal(opt + 2, port->mac))
+			return false;
+		off += (__u32)opt[1] * 8;
+	}
+	return off >= len;
 }
 
 /*
- * The same rule applies to the target of a Neighbor Advertisement: an
- * endpoint may advertise only its own addresses, so it cannot take over a
- * neighbour's address on the bridge with a spoofed NA sent from its own
- * link-local address.
+ * egress_check_ndp applies the first-hop guards to an NDP message from an
+ * endpoint and returns 0 to let it through or the counter of its drop.
+ * Router Advertisements and Redirects come only from routers, and the
+ * endpoints' router is the host (RA guard, RFC 6105). An NA may advertise
+ * only the endpoint's own addresses, so that no neighbour's entry for
+ * another address, the gateway's fe80::1 above all, can be rewritten.
  */
-static __always_inline bool egress_na_target_ok(const struct ndp_msg *na, __u32 ifindex)
+static __always_inline int egress_check_ndp(struct ipv6hdr *ip6, struct icmp6hdr *icmp,
+					    void *data_end, __u32 ifindex,
+					    const struct port_info *port)
 {
-	return egress_addr_owned(&na->target, ifindex);
+	__u32 len = bpf_ntohs(ip6->payload_len);
+	struct ndp_msg *msg = (void *)icmp;
+
+	switch (icmp->icmp6_type) {
+	case ICMP6_ROUTER_ADVERT:
+	case ICMP6_REDIRECT:
+		return CNT_EGRESS_DROP_RA;
+	case ICMP6_ROUTER_SOLICIT:
+		/* 4 bytes reserved after the header, then options. */
+		return egress_ndp_lladdr_ok(icmp, 8, len, data_end, port)
+			       ? 0
+			       : CNT_EGRESS_DROP_NDP_LLADDR;
+	case ICMP6_NEIGHBOR_ADVERT:
+		if ((void *)(msg + 1) > data_end)
+			return CNT_EGRESS_DROP_NA_TARGET;
+		if (!egress_addr_owned(&msg->target, ifindex, port))
+			return CNT_EGRESS_DROP_NA_TARGET;
+		break;
+	case ICMP6_NEIGHBOR_SOLICIT:
+		if ((void *)(msg + 1) > data_end)
+			return CNT_EGRESS_DROP_NDP_LLADDR;
+		break;
+	}
+	return egress_ndp_lladdr_ok(icmp, sizeof(*msg), len, data_end, port)
+		       ? 0
+		       : CNT_EGRESS_DROP_NDP_LLADDR;
 }
 
 static __always_inline enum egress_action egress_classify(void *data, void *data_end,
@@ -102,51 +234,90 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 							  struct egress_pkt *pkt)
 {
 	const struct endpoint_info *ep;
+	/* Stands in for a port without an entry: no MAC, no link-local. */
+	struct port_info none = {};
+	const struct port_info *port;
 	struct icmp6hdr *icmp = NULL;
 	struct ipv6hdr *ip6;
 	struct ethhdr *eth;
-	struct ndp_msg *na;
 	bool local;
+	int drop;
 
 	eth = eth_parse(data, data_end);
 	if (!eth)
 		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_TRUNCATED);
-	/* v6dp validates and forwards IPv6 only; IPv4 and ARP stay the kernel's. */
+	/*
+	 * v6dp validates and forwards IPv6 only; IPv4 and ARP stay the
+	 * kernel's. An endpoint has no VLANs on the bridge: a tagged frame
+	 * would smuggle IPv6 past these checks to a VLAN-aware peer.
+	 */
+	if (eth_is_vlan(eth->h_proto))
+		return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_VLAN);
 	if (eth->h_proto != bpf_htons(ETH_P_IPV6))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_NOT_IPV6);
 	ip6 = ipv6_parse(data, data_end);
 	if (!ip6)
-		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_TRUNCATED);
+		return egress_verdict(pkt, EGRESS_DROP, CNT_PASS_TRUNCATED);
 	/* ipv6_rcv drops it; nothing to validate. */
 	if (ip6->version != 6)
 		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_NOT_IPV6);
 
-	if (!egress_source_ok(ip6, ifindex))
+	port = port_lookup(ifindex);
+	if (!port) {
+		/*
+		 * A port whose endpoint v6dp does not know yet may still do
+		 * DAD and MLD from ::, checked below like any NDP; nothing
+		 * else (default deny).
+		 */
+		if (!ipv6_addr_is_any(&ip6->saddr) || !egress_from_unspecified(ip6))
+			return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_NO_PORT);
+		port = &none;
+	} else if (!mac_equal(eth->h_source, port->mac)) {
+		return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_MAC);
+	}
+
+	if (ipv6_addr_is_any(&ip6->saddr)) {
+		if (!egress_from_unspecified(ip6))
+			return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_SPOOF_DROP);
+	} else if (!egress_addr_owned(&ip6->saddr, ifindex, port)) {
 		return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_SPOOF_DROP);
+	}
+
+	if (ipv6_is_exthdr(ip6->nexthdr) && egress_hides_ndp(ip6, data_end))
+		return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_NDP_EXTHDR);
 	if (ip6->nexthdr == IPPROTO_ICMPV6) {
 		icmp = icmp6_parse(ip6, data_end);
 		if (!icmp)
-			return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_TRUNCATED);
-		if (icmp->icmp6_type == ICMP6_NEIGHBOR_ADVERT) {
-			na = (void *)icmp;
-			if ((void *)(na + 1) > data_end)
-				return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_TRUNCATED);
-			if (!egress_na_target_ok(na, ifindex))
-				return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_SPOOF_DROP);
-		}
-		/* NDP, also unicast, is the bridge's and the kernel's business. */
-		if (icmp6_is_ndp(icmp->icmp6_type))
+			return egress_verdict(pkt, EGRESS_DROP, CNT_PASS_TRUNCATED);
+		if (icmp6_is_ndp(icmp->icmp6_type)) {
+			drop = egress_check_ndp(ip6, icmp, data_end, ifindex, port);
+			if (drop)
+				return egress_verdict(pkt, EGRESS_DROP, drop);
+			/* NDP, also unicast, is the bridge's and the kernel's business. */
 			return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
+		}
 	}
+	/* Only DAD and MLD come from ::, and they have been let through above. */
+	if (ipv6_addr_is_any(&ip6->saddr))
+		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
 	/* Multicast and link-local destinations stay on the bridge. */
 	if (ipv6_addr_is_multicast(&ip6->daddr) || ipv6_addr_is_link_local(&ip6->daddr))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
 	if (ip6->nexthdr == IPPROTO_HOPOPTS)
 		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_EXTHDR);
+	/*
+	 * The host's firewall, and forwarding turned off, are the kernel's to
+	 * apply: BPF delivers nothing then, not even between local endpoints.
+	 */
+	if (cfg->flags & UPLINK_F_FILTERED)
+		return egress_verdict(pkt, EGRESS_PASS, CNT_FWD_PASS_FILTERED);
+	/* Guarding only: the bridge and the kernel deliver. */
+	if (!(cfg->flags & UPLINK_F_EGRESS_FWD))
+		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
 
 	ep = endpoint_lookup(ip6->daddr.s6_addr);
 	/* A destination that is only proxied keeps the kernel's forwarding. */
-	local = ep && (ep->flags & ENDPOINT_F_FORWARD);
+	local = ep && (ep->flags & ENDPOINT_F_FORWARD) && port_present(ep->ifindex);
 	/*
 	 * A frame for the bridge's MAC is one the kernel would route; any
 	 * other unicast MAC is one the bridge would switch. Endpoints on the
@@ -160,6 +331,8 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 		}
 		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
 	}
+	if (!(cfg->flags & UPLINK_F_ROUTER))
+		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_NO_FORWARDING);
 	if (!fwd_hop_limit_ok(ip6))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_FWD_PASS_HOPLIMIT);
 	if (local) {
@@ -196,7 +369,8 @@ static __always_inline int egress_route(struct __sk_buff *skb, const struct upli
 	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
 	struct bpf_redir_neigh nh;
 	struct ipv6hdr *ip6;
-	__u32 oif;
+	/* Set on every path: the verifier cannot pair rc with the helper's writes. */
+	__u32 oif = 0;
 	int rc;
 
 	ip6 = ipv6_parse(data, data_end);
@@ -253,8 +427,17 @@ int tc_endpoint(struct __sk_buff *skb)
 		counter_inc(CNT_EGRESS_DISABLED);
 		return TC_ACT_UNSPEC;
 	}
+	/* Tags are taken off before TC ingress: a tagged frame is refused. */
+	if (skb->vlan_present) {
+		counter_inc(CNT_EGRESS_DROP_VLAN);
+		return TC_ACT_SHOT;
+	}
+	/*
+	 * The headers forwarding reads; a short skb (NDP, small datagrams)
+	 * whole, so that NDP options and extension headers are in reach.
+	 */
 	if (skb->protocol == bpf_htons(ETH_P_IPV6))
-		skb_pull_headers(skb, SKB_FWD_HDR_LEN);
+		skb_pull_headers(skb, skb->len <= TC_EGRESS_PULL_MAX ? skb->len : SKB_FWD_HDR_LEN);
 
 	action = egress_classify((void *)(long)skb->data, (void *)(long)skb->data_end,
 				 skb->ifindex, cfg, &pkt);

@@ -22,6 +22,7 @@
 #include "lib/ipv6.h"
 #include "lib/maps.h"
 #include "lib/ndp.h"
+#include "lib/ratelimit.h"
 #include "lib/skb.h"
 
 /*
@@ -30,13 +31,21 @@
  */
 const enum endpoint_flags *btf_endpoint_flags SEC(".v6dp.btf") __attribute__((unused));
 const enum uplink_flags *btf_uplink_flags SEC(".v6dp.btf") __attribute__((unused));
+const enum port_flags *btf_port_flags SEC(".v6dp.btf") __attribute__((unused));
 
 /* What an uplink program does with a frame. */
 enum uplink_action {
 	UPLINK_PASS,
+	UPLINK_DROP,
 	UPLINK_NDP_REPLY,
 	/* Into the endpoint's veth; the hook still checks the MTU. */
 	UPLINK_FORWARD,
+};
+
+/* The hook a classification runs in: its jobs are in uplink_config.flags. */
+enum uplink_hook {
+	HOOK_XDP,
+	HOOK_TC,
 };
 
 /* The result of classifying one frame. */
@@ -46,18 +55,47 @@ struct uplink_pkt {
 	/* The destination endpoint, for UPLINK_FORWARD. */
 	const struct endpoint_info *ep;
 	const struct uplink_config *cfg;
-	/* Why the frame is passed, for UPLINK_PASS. */
+	/* Why the frame is passed or dropped; CNT_MAX: another hook's job. */
 	enum counter_id reason;
 };
+
+static __always_inline enum uplink_action uplink_verdict(struct uplink_pkt *pkt,
+							 enum uplink_action action,
+							 enum counter_id reason)
+{
+	pkt->reason = reason;
+	return action;
+}
 
 static __always_inline enum uplink_action uplink_pass(struct uplink_pkt *pkt,
 						      enum counter_id reason)
 {
-	pkt->reason = reason;
-	return UPLINK_PASS;
+	return uplink_verdict(pkt, UPLINK_PASS, reason);
 }
 
-/* uplink_classify_ns decides between answering an NS and passing it. */
+static __always_inline bool uplink_has_job(const struct uplink_config *cfg, enum uplink_hook hook,
+					   __u32 xdp_job, __u32 tc_job)
+{
+	return cfg->flags & (hook == HOOK_XDP ? xdp_job : tc_job);
+}
+
+/*
+ * uplink_for_us reports whether the frame is addressed to the uplink: its
+ * own MAC, or for an NS (dst_mcast) the MAC of the IPv6 group it is sent
+ * to. The kernel drops frames for other hosts' MACs (PACKET_OTHERHOST) and
+ * never forwards a unicast packet that came in a broadcast or multicast
+ * frame; BPF must not act on them either.
+ */
+static __always_inline bool uplink_for_us(const struct ethhdr *eth, const struct ipv6hdr *ip6,
+					  const struct uplink_config *cfg)
+{
+	if (mac_equal(eth->h_dest, cfg->mac))
+		return true;
+	return ipv6_addr_is_multicast(&ip6->daddr) &&
+	       eth_is_ipv6_mcast_of(eth->h_dest, ip6->daddr.s6_addr);
+}
+
+/* uplink_classify_ns decides between answering an NS, passing and dropping it. */
 static __always_inline enum uplink_action uplink_classify_ns(void *data, void *data_end,
 							     struct ethhdr *eth, struct ipv6hdr *ip6,
 							     struct icmp6hdr *icmp,
@@ -66,22 +104,86 @@ static __always_inline enum uplink_action uplink_classify_ns(void *data, void *d
 	struct endpoint_info *ep;
 	int ret;
 
+	/* Before any other work: a flood costs one bucket lookup per NS. */
+	if (!ns_admit(&ip6->saddr))
+		return uplink_verdict(pkt, UPLINK_DROP, CNT_NS_RATE_LIMITED);
 	ret = ndp_ns_validate(data, data_end, eth, ip6, icmp, &pkt->ns);
 	if (ret)
 		return uplink_pass(pkt, ret);
+	if (!uplink_for_us(eth, ip6, pkt->cfg))
+		return uplink_pass(pkt, CNT_FWD_PASS_MAC);
 	/* Never answer for an address that is not a live endpoint. */
 	ep = endpoint_lookup(pkt->ns.target.s6_addr);
 	if (!ep || !(ep->flags & ENDPOINT_F_PROXY))
 		return uplink_pass(pkt, CNT_NS_NOT_LIVE);
+	/* Nor for one whose container has gone while no daemon ran. */
+	if (!port_present(ep->ifindex))
+		return uplink_pass(pkt, CNT_NS_PORT_GONE);
 	return UPLINK_NDP_REPLY;
 }
 
-/* uplink_classify decides what to do with the frame between data and data_end. */
+/*
+ * uplink_classify_fwd decides whether BPF forwards a frame to a local
+ * endpoint. It forwards only what the kernel would forward, and only where
+ * nothing the kernel would apply is skipped: anything else goes to the
+ * kernel, which drops it, forwards it through netfilter, or answers with
+ * an ICMPv6 error.
+ */
+static __always_inline enum uplink_action uplink_classify_fwd(struct ethhdr *eth,
+							      struct ipv6hdr *ip6,
+							      struct icmp6hdr *icmp,
+							      enum uplink_hook hook,
+							      struct uplink_pkt *pkt)
+{
+	const struct uplink_config *cfg = pkt->cfg;
+	struct endpoint_info *ep;
+
+	/*
+	 * Endpoint addresses are unicast, so multicast misses here too.
+	 * Extension headers other than hop-by-hop are forwarded untouched,
+	 * as a router does: only the fixed header is rewritten.
+	 */
+	ep = endpoint_lookup(ip6->daddr.s6_addr);
+	if (!ep)
+		return uplink_pass(pkt, CNT_FWD_PASS_NOT_LOCAL);
+	/* An endpoint that is only proxied keeps the kernel's forwarding. */
+	if (!(ep->flags & ENDPOINT_F_FORWARD))
+		return uplink_pass(pkt, ipv6_is_exthdr(ip6->nexthdr) ? CNT_PASS_EXTHDR
+								     : CNT_PASS_NOT_NS);
+	if (icmp && icmp6_is_ndp(icmp->icmp6_type))
+		return uplink_pass(pkt, CNT_FWD_PASS_NDP);
+	/* The host's firewall must see every forwarded packet. */
+	if (cfg->flags & UPLINK_F_FILTERED)
+		return uplink_pass(pkt, CNT_FWD_PASS_FILTERED);
+	if (!mac_equal(eth->h_dest, cfg->mac))
+		return uplink_pass(pkt, CNT_FWD_PASS_MAC);
+	if (ipv6_src_never_forwarded(&ip6->saddr))
+		return uplink_pass(pkt, CNT_FWD_PASS_SRC);
+	if (!fwd_hop_limit_ok(ip6))
+		return uplink_pass(pkt, CNT_FWD_PASS_HOPLIMIT);
+	/*
+	 * Native XDP on a veth cannot tell a partial checksum from a full one,
+	 * and a redirect loses the difference: only ICMPv6 (always summed in
+	 * full by the sender's stack) is forwarded there.
+	 */
+	if (hook == HOOK_XDP && (cfg->flags & UPLINK_F_XDP_L4_PASS) &&
+	    ip6->nexthdr != IPPROTO_ICMPV6)
+		return uplink_pass(pkt, CNT_FWD_PASS_L4CSUM);
+	pkt->ep = ep;
+	return UPLINK_FORWARD;
+}
+
+/*
+ * uplink_classify decides what to do with the frame between data and
+ * data_end, in the hook given: each job (answering NS, forwarding) is done
+ * by the hook the control plane gave it, and passed on uncounted by the
+ * other.
+ */
 static __always_inline enum uplink_action uplink_classify(void *data, void *data_end,
+							  enum uplink_hook hook,
 							  struct uplink_pkt *pkt)
 {
 	struct icmp6hdr *icmp = NULL;
-	struct endpoint_info *ep;
 	struct ipv6hdr *ip6;
 	struct ethhdr *eth;
 
@@ -92,6 +194,9 @@ static __always_inline enum uplink_action uplink_classify(void *data, void *data
 	eth = eth_parse(data, data_end);
 	if (!eth)
 		return uplink_pass(pkt, CNT_PASS_TRUNCATED);
+	/* A VLAN the host has a device for reaches that device's programs. */
+	if (eth_is_vlan(eth->h_proto))
+		return uplink_pass(pkt, CNT_PASS_VLAN);
 	if (eth->h_proto != bpf_htons(ETH_P_IPV6))
 		return uplink_pass(pkt, CNT_PASS_NOT_IPV6);
 	ip6 = ipv6_parse(data, data_end);
@@ -99,6 +204,12 @@ static __always_inline enum uplink_action uplink_classify(void *data, void *data
 		return uplink_pass(pkt, CNT_PASS_TRUNCATED);
 	if (ip6->version != 6)
 		return uplink_pass(pkt, CNT_PASS_NOT_IPV6);
+	/*
+	 * The kernel proxies NDP and forwards only while the host forwards
+	 * (ndisc_recv_ns checks the uplink's forwarding): neither does BPF.
+	 */
+	if (!(pkt->cfg->flags & UPLINK_F_ROUTER))
+		return uplink_pass(pkt, CNT_PASS_NO_FORWARDING);
 	/*
 	 * A hop-by-hop header must be examined by every node on the path (RFC
 	 * 8200 section 4.3): the kernel's job. NDP never carries one.
@@ -110,29 +221,16 @@ static __always_inline enum uplink_action uplink_classify(void *data, void *data
 		icmp = icmp6_parse(ip6, data_end);
 		if (!icmp)
 			return uplink_pass(pkt, CNT_PASS_TRUNCATED);
-		if (icmp->icmp6_type == ICMP6_NEIGHBOR_SOLICIT)
+		if (icmp->icmp6_type == ICMP6_NEIGHBOR_SOLICIT) {
+			if (!uplink_has_job(pkt->cfg, hook, UPLINK_F_XDP_NDP, UPLINK_F_TC_NDP))
+				return uplink_pass(pkt, CNT_MAX);
 			return uplink_classify_ns(data, data_end, eth, ip6, icmp, pkt);
+		}
 	}
-
-	/*
-	 * Everything else is a forwarding candidate. Endpoint addresses are
-	 * unicast, so multicast misses here too. Other extension headers are
-	 * forwarded untouched, as a router does: only the fixed header is
-	 * rewritten.
-	 */
-	ep = endpoint_lookup(ip6->daddr.s6_addr);
-	if (!ep)
-		return uplink_pass(pkt, CNT_FWD_PASS_NOT_LOCAL);
-	/* An endpoint that is only proxied keeps the kernel's forwarding. */
-	if (!(ep->flags & ENDPOINT_F_FORWARD))
-		return uplink_pass(pkt, ipv6_is_exthdr(ip6->nexthdr) ? CNT_PASS_EXTHDR
-								     : CNT_PASS_NOT_NS);
-	if (icmp && icmp6_is_ndp(icmp->icmp6_type))
-		return uplink_pass(pkt, CNT_FWD_PASS_NDP);
-	if (!fwd_hop_limit_ok(ip6))
-		return uplink_pass(pkt, CNT_FWD_PASS_HOPLIMIT);
-	pkt->ep = ep;
-	return UPLINK_FORWARD;
+	/* Everything else is a forwarding candidate. */
+	if (!uplink_has_job(pkt->cfg, hook, UPLINK_F_XDP_FWD, UPLINK_F_TC_FWD))
+		return uplink_pass(pkt, CNT_MAX);
+	return uplink_classify_fwd(eth, ip6, icmp, hook, pkt);
 }
 
 static __always_inline enum counter_id ndp_answered_counter(const struct ndp_ns *ns)
@@ -206,11 +304,15 @@ int xdp_uplink(struct xdp_md *ctx)
 {
 	struct uplink_pkt pkt;
 
-	switch (uplink_classify((void *)(long)ctx->data, (void *)(long)ctx->data_end, &pkt)) {
+	switch (uplink_classify((void *)(long)ctx->data, (void *)(long)ctx->data_end, HOOK_XDP,
+				&pkt)) {
 	case UPLINK_NDP_REPLY:
 		return xdp_ndp_reply(ctx, &pkt);
 	case UPLINK_FORWARD:
 		return xdp_forward(ctx, &pkt);
+	case UPLINK_DROP:
+		counter_inc(pkt.reason);
+		return XDP_DROP;
 	case UPLINK_PASS:
 		break;
 	}
@@ -284,15 +386,28 @@ int tc_uplink(struct __sk_buff *skb)
 {
 	struct uplink_pkt pkt;
 
+	/*
+	 * The kernel takes a VLAN tag off before TC ingress (skb_vlan_untag):
+	 * the frame belongs to the VLAN's device, or to nobody when the host
+	 * has none, never to the uplink's programs.
+	 */
+	if (skb->vlan_present) {
+		counter_inc(CNT_PASS_VLAN);
+		return TC_ACT_UNSPEC;
+	}
 	if (skb->protocol == bpf_htons(ETH_P_IPV6))
 		/* A possible NS whole, else the headers forwarding reads. */
 		skb_pull_headers(skb, skb->len <= TC_PULL_MAX ? skb->len : SKB_FWD_HDR_LEN);
 
-	switch (uplink_classify((void *)(long)skb->data, (void *)(long)skb->data_end, &pkt)) {
+	switch (uplink_classify((void *)(long)skb->data, (void *)(long)skb->data_end, HOOK_TC,
+				&pkt)) {
 	case UPLINK_NDP_REPLY:
 		return tc_ndp_reply(skb, &pkt);
 	case UPLINK_FORWARD:
 		return tc_forward(skb, &pkt);
+	case UPLINK_DROP:
+		counter_inc(pkt.reason);
+		return TC_ACT_SHOT;
 	case UPLINK_PASS:
 		break;
 	}

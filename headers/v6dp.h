@@ -67,6 +67,75 @@ enum uplink_flags {
 	UPLINK_F_NA_SRC_LL = 1U << 1,
 	/* The config entry is valid; until then every program passes everything. */
 	UPLINK_F_ENABLED = 1U << 2,
+	/*
+	 * Which hook does which job (auto puts each job on its measured-best
+	 * hook): the XDP program answers NS / forwards to endpoints, the TC
+	 * program answers NS / forwards. A hook without a job passes the
+	 * frames of that job uncounted: the hook that owns the job counts them.
+	 */
+	UPLINK_F_XDP_NDP = 1U << 3,
+	UPLINK_F_XDP_FWD = 1U << 4,
+	UPLINK_F_TC_NDP = 1U << 5,
+	UPLINK_F_TC_FWD = 1U << 6,
+	/*
+	 * Native XDP on an uplink whose frames may carry a partial checksum
+	 * (a veth: the far end's stack left TCP/UDP checksums to "hardware").
+	 * Redirecting such a frame drops that state and the endpoint sees a
+	 * bad checksum, so XDP hands TCP and UDP to the next hook instead.
+	 */
+	UPLINK_F_XDP_L4_PASS = 1U << 7,
+	/*
+	 * The host's IPv6 firewall filters forwarded traffic (netfilter
+	 * FORWARD rules, a drop policy, bridge filtering): BPF forwards
+	 * nothing, so every forwarded packet meets the host's rules.
+	 */
+	UPLINK_F_FILTERED = 1U << 8,
+	/*
+	 * tc_endpoint delivers container egress itself (to local endpoints,
+	 * or off-host through the FIB); without it the port program only
+	 * guards (the kernel dataplane) and the bridge and kernel forward.
+	 */
+	UPLINK_F_EGRESS_FWD = 1U << 9,
+};
+
+/*
+ * Per-port settings, keyed by the host-side veth's ifindex (the
+ * v6dp_ports map): what an endpoint may send. A port without an entry
+ * sends no IPv6 at all (default deny) except DAD and MLD from ::.
+ */
+struct port_info {
+	/* MAC of the endpoint's own interface: the only Ethernet source allowed. */
+	__u8 mac[6];
+	__u8 pad[2];
+	/* The endpoint's link-local address, once learned (zero until then). */
+	__u8 link_local[16];
+	/* PORT_F_* bits. */
+	__u32 flags;
+};
+
+/* port_info.flags bits. */
+enum port_flags {
+	/* link_local is valid. */
+	PORT_F_LL = 1U << 0,
+};
+
+/*
+ * NS flood limits (RFC 6583), written by the control plane (key 0 of
+ * v6dp_ns_limit): GCRA buckets in BPF, one per NS source address and one
+ * per CPU for the uplink as a whole. An interval of 0 means no limit.
+ */
+struct ns_limit_config {
+	/* Nanoseconds between NS from one source at the sustained rate. */
+	__u64 source_interval_ns;
+	/* The same for all sources together, per CPU (the global rate / CPUs). */
+	__u64 global_interval_ns;
+	/* NS a bucket may take at once beyond the sustained rate. */
+	__u64 burst;
+};
+
+/* A GCRA bucket: the theoretical arrival time of the next NS. */
+struct ns_bucket {
+	__u64 tat_ns;
 };
 
 /* Counter ids: one per verdict reason, indexes of the per-CPU counters map. */
@@ -92,6 +161,21 @@ enum counter_id {
 	CNT_FWD_PASS_NDP,     /* NDP message for an endpoint: the kernel's proxy takes it */
 	CNT_EGRESS_PASS_FIB,  /* endpoint egress the FIB cannot route here: to the kernel */
 	CNT_EGRESS_DISABLED,  /* endpoint egress while the config is unset: to the kernel */
+	CNT_FWD_PASS_L4CSUM,  /* native XDP on a veth: TCP/UDP may carry a partial checksum, passed */
+	CNT_PASS_VLAN,        /* VLAN-tagged frame: the kernel's VLAN demux decides */
+	CNT_FWD_PASS_SRC,     /* uplink source a router never forwards (link-local, multicast, ::, ::1) */
+	CNT_FWD_PASS_MAC,     /* frame not addressed to the uplink's MAC: the kernel drops it */
+	CNT_FWD_PASS_FILTERED,/* the host's firewall filters forwarding: the kernel forwards */
+	CNT_PASS_NO_FORWARDING,/* host forwarding off: no answers, no forwarding (as the kernel) */
+	CNT_NS_PORT_GONE,     /* NS for an endpoint whose port has left the devmap */
+	CNT_NS_RATE_LIMITED,  /* NS over the per-source or global rate: dropped */
+	CNT_EGRESS_DROP_NO_PORT,/* IPv6 from a port v6dp has no entry for (default deny) */
+	CNT_EGRESS_DROP_MAC,  /* Ethernet source not the endpoint's own MAC */
+	CNT_EGRESS_DROP_RA,   /* Router Advertisement or Redirect from an endpoint (RA guard) */
+	CNT_EGRESS_DROP_NDP_EXTHDR,/* NDP behind extension headers or fragments, or a chain too long */
+	CNT_EGRESS_DROP_NDP_LLADDR,/* NDP link-layer address option not the endpoint's MAC */
+	CNT_EGRESS_DROP_NA_TARGET,/* NA for an address the endpoint does not own */
+	CNT_EGRESS_DROP_VLAN, /* VLAN-tagged frame from an endpoint */
 	CNT_MAX,
 };
 

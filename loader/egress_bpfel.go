@@ -16,28 +16,43 @@ import (
 type egressCounterId uint32
 
 const (
-	egressCounterIdCNT_NS_ANSWERED        egressCounterId = 0
-	egressCounterIdCNT_NS_DAD_ANSWERED    egressCounterId = 1
-	egressCounterIdCNT_NS_NOT_LIVE        egressCounterId = 2
-	egressCounterIdCNT_NS_MALFORMED       egressCounterId = 3
-	egressCounterIdCNT_PASS_NOT_IPV6      egressCounterId = 4
-	egressCounterIdCNT_PASS_EXTHDR        egressCounterId = 5
-	egressCounterIdCNT_PASS_NOT_NS        egressCounterId = 6
-	egressCounterIdCNT_PASS_TRUNCATED     egressCounterId = 7
-	egressCounterIdCNT_PASS_DISABLED      egressCounterId = 8
-	egressCounterIdCNT_FWD_REDIRECTED     egressCounterId = 9
-	egressCounterIdCNT_FWD_PASS_HOPLIMIT  egressCounterId = 10
-	egressCounterIdCNT_FWD_PASS_MTU       egressCounterId = 11
-	egressCounterIdCNT_FWD_PASS_NOT_LOCAL egressCounterId = 12
-	egressCounterIdCNT_EGRESS_SPOOF_DROP  egressCounterId = 13
-	egressCounterIdCNT_EGRESS_LOCAL       egressCounterId = 14
-	egressCounterIdCNT_EGRESS_FIB         egressCounterId = 15
-	egressCounterIdCNT_EGRESS_PASS        egressCounterId = 16
-	egressCounterIdCNT_ERROR              egressCounterId = 17
-	egressCounterIdCNT_FWD_PASS_NDP       egressCounterId = 18
-	egressCounterIdCNT_EGRESS_PASS_FIB    egressCounterId = 19
-	egressCounterIdCNT_EGRESS_DISABLED    egressCounterId = 20
-	egressCounterIdCNT_MAX                egressCounterId = 21
+	egressCounterIdCNT_NS_ANSWERED            egressCounterId = 0
+	egressCounterIdCNT_NS_DAD_ANSWERED        egressCounterId = 1
+	egressCounterIdCNT_NS_NOT_LIVE            egressCounterId = 2
+	egressCounterIdCNT_NS_MALFORMED           egressCounterId = 3
+	egressCounterIdCNT_PASS_NOT_IPV6          egressCounterId = 4
+	egressCounterIdCNT_PASS_EXTHDR            egressCounterId = 5
+	egressCounterIdCNT_PASS_NOT_NS            egressCounterId = 6
+	egressCounterIdCNT_PASS_TRUNCATED         egressCounterId = 7
+	egressCounterIdCNT_PASS_DISABLED          egressCounterId = 8
+	egressCounterIdCNT_FWD_REDIRECTED         egressCounterId = 9
+	egressCounterIdCNT_FWD_PASS_HOPLIMIT      egressCounterId = 10
+	egressCounterIdCNT_FWD_PASS_MTU           egressCounterId = 11
+	egressCounterIdCNT_FWD_PASS_NOT_LOCAL     egressCounterId = 12
+	egressCounterIdCNT_EGRESS_SPOOF_DROP      egressCounterId = 13
+	egressCounterIdCNT_EGRESS_LOCAL           egressCounterId = 14
+	egressCounterIdCNT_EGRESS_FIB             egressCounterId = 15
+	egressCounterIdCNT_EGRESS_PASS            egressCounterId = 16
+	egressCounterIdCNT_ERROR                  egressCounterId = 17
+	egressCounterIdCNT_FWD_PASS_NDP           egressCounterId = 18
+	egressCounterIdCNT_EGRESS_PASS_FIB        egressCounterId = 19
+	egressCounterIdCNT_EGRESS_DISABLED        egressCounterId = 20
+	egressCounterIdCNT_FWD_PASS_L4CSUM        egressCounterId = 21
+	egressCounterIdCNT_PASS_VLAN              egressCounterId = 22
+	egressCounterIdCNT_FWD_PASS_SRC           egressCounterId = 23
+	egressCounterIdCNT_FWD_PASS_MAC           egressCounterId = 24
+	egressCounterIdCNT_FWD_PASS_FILTERED      egressCounterId = 25
+	egressCounterIdCNT_PASS_NO_FORWARDING     egressCounterId = 26
+	egressCounterIdCNT_NS_PORT_GONE           egressCounterId = 27
+	egressCounterIdCNT_NS_RATE_LIMITED        egressCounterId = 28
+	egressCounterIdCNT_EGRESS_DROP_NO_PORT    egressCounterId = 29
+	egressCounterIdCNT_EGRESS_DROP_MAC        egressCounterId = 30
+	egressCounterIdCNT_EGRESS_DROP_RA         egressCounterId = 31
+	egressCounterIdCNT_EGRESS_DROP_NDP_EXTHDR egressCounterId = 32
+	egressCounterIdCNT_EGRESS_DROP_NDP_LLADDR egressCounterId = 33
+	egressCounterIdCNT_EGRESS_DROP_NA_TARGET  egressCounterId = 34
+	egressCounterIdCNT_EGRESS_DROP_VLAN       egressCounterId = 35
+	egressCounterIdCNT_MAX                    egressCounterId = 36
 )
 
 type egressEndpointInfo struct {
@@ -52,6 +67,26 @@ type egressEndpointInfo struct {
 type egressEndpointKey struct {
 	_    structs.HostLayout
 	Addr [16]uint8
+}
+
+type egressNsBucket struct {
+	_     structs.HostLayout
+	TatNs uint64
+}
+
+type egressNsLimitConfig struct {
+	_                structs.HostLayout
+	SourceIntervalNs uint64
+	GlobalIntervalNs uint64
+	Burst            uint64
+}
+
+type egressPortInfo struct {
+	_         structs.HostLayout
+	Mac       [6]uint8
+	Pad       [2]uint8
+	LinkLocal [16]uint8
+	Flags     uint32
 }
 
 type egressUplinkConfig struct {
@@ -73,6 +108,10 @@ const (
 	egressMapV6dpCounters  = "v6dp_counters"
 	egressMapV6dpDevmap    = "v6dp_devmap"
 	egressMapV6dpEndpoints = "v6dp_endpoints"
+	egressMapV6dpNsGlobal  = "v6dp_ns_global"
+	egressMapV6dpNsLimit   = "v6dp_ns_limit"
+	egressMapV6dpNsSources = "v6dp_ns_sources"
+	egressMapV6dpPorts     = "v6dp_ports"
 	egressMapV6dpUplinkCfg = "v6dp_uplink_cfg"
 	egressProgTcEndpoint   = "tc_endpoint"
 )
@@ -129,6 +168,10 @@ type egressMapSpecs struct {
 	V6dpCounters  *ebpf.MapSpec `ebpf:"v6dp_counters"`
 	V6dpDevmap    *ebpf.MapSpec `ebpf:"v6dp_devmap"`
 	V6dpEndpoints *ebpf.MapSpec `ebpf:"v6dp_endpoints"`
+	V6dpNsGlobal  *ebpf.MapSpec `ebpf:"v6dp_ns_global"`
+	V6dpNsLimit   *ebpf.MapSpec `ebpf:"v6dp_ns_limit"`
+	V6dpNsSources *ebpf.MapSpec `ebpf:"v6dp_ns_sources"`
+	V6dpPorts     *ebpf.MapSpec `ebpf:"v6dp_ports"`
 	V6dpUplinkCfg *ebpf.MapSpec `ebpf:"v6dp_uplink_cfg"`
 }
 
@@ -161,6 +204,10 @@ type egressMaps struct {
 	V6dpCounters  *ebpf.Map `ebpf:"v6dp_counters"`
 	V6dpDevmap    *ebpf.Map `ebpf:"v6dp_devmap"`
 	V6dpEndpoints *ebpf.Map `ebpf:"v6dp_endpoints"`
+	V6dpNsGlobal  *ebpf.Map `ebpf:"v6dp_ns_global"`
+	V6dpNsLimit   *ebpf.Map `ebpf:"v6dp_ns_limit"`
+	V6dpNsSources *ebpf.Map `ebpf:"v6dp_ns_sources"`
+	V6dpPorts     *ebpf.Map `ebpf:"v6dp_ports"`
 	V6dpUplinkCfg *ebpf.Map `ebpf:"v6dp_uplink_cfg"`
 }
 
@@ -169,6 +216,10 @@ func (m *egressMaps) Close() error {
 		m.V6dpCounters,
 		m.V6dpDevmap,
 		m.V6dpEndpoints,
+		m.V6dpNsGlobal,
+		m.V6dpNsLimit,
+		m.V6dpNsSources,
+		m.V6dpPorts,
 		m.V6dpUplinkCfg,
 	)
 }

@@ -109,6 +109,10 @@ func newForwardDataplane(t testing.TB) *Dataplane {
 			t.Fatal(err)
 		}
 	}
+	// A's port: its MAC and link-local are all it may send from.
+	if err := d.SyncPorts(map[uint32]Port{1: {MAC: epAMAC, LinkLocal: epALL}}); err != nil {
+		t.Fatal(err)
+	}
 	return d
 }
 
@@ -270,7 +274,7 @@ func egressCases() []fwdCase {
 		{name: "link-local to the gateway", in: ll.bytes(), verdict: tcNext, counter: "egress_pass"},
 		{name: "DAD NS from ::", in: dad, verdict: tcNext, counter: "egress_pass"},
 		{name: "NA for itself", in: na(epA), verdict: tcNext, counter: "egress_pass"},
-		{name: "NA for a neighbour's address", in: na(epOther), verdict: tcShot, counter: "egress_spoof_drop"},
+		{name: "NA for a neighbour's address", in: na(epOther), verdict: tcShot, counter: "egress_drop_na_target"},
 		{name: "multicast", in: fromA(netip.MustParseAddr("ff02::2"), protoUDP, 64, udp(8)).bytes(), verdict: tcNext, counter: "egress_pass"},
 		{name: "IPv4", in: ipv4, verdict: tcNext, counter: "pass_not_ipv6"},
 	}
@@ -370,10 +374,16 @@ func TestEndpointDisabled(t *testing.T) {
 	}
 }
 
-// The devmap follows the endpoints: a port is in it while one forwarding
-// address uses it, and leaves with the last one.
+// The devmap follows the endpoints: a port is in it while one address
+// uses it, forwarding or only proxied, and leaves with the last one.
 func TestDevmapFollowsEndpoints(t *testing.T) {
 	d := newForwardDataplane(t)
+	// The responder fixtures' proxy-only endpoints share ifindex 1.
+	for _, a := range []netip.Addr{liveAddr, noProxyAddr} {
+		if err := d.DeleteEndpoint(a); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ports := func() []uint32 {
 		t.Helper()
 		p, err := d.ForwardPorts()

@@ -48,7 +48,9 @@ const (
 )
 
 func testUplink() UplinkConfig {
-	return UplinkConfig{Ifindex: 1, MAC: uplinkMAC, LinkLocal: uplinkLL, Router: true}
+	// Both programs do both jobs, so that each case runs against either.
+	return UplinkConfig{Ifindex: 1, MAC: uplinkMAC, LinkLocal: uplinkLL, Router: true,
+		NDPHooks: HookXDP | HookTC, ForwardHooks: HookXDP | HookTC, EgressForward: true}
 }
 
 // newTestDataplane opens a Dataplane pinned in a directory of its own and
@@ -80,8 +82,8 @@ func newTestDataplane(tb testing.TB) *Dataplane {
 		tb.Fatal(err)
 	}
 	for _, e := range []Endpoint{
-		{Addr: liveAddr, Ifindex: 7, MAC: peerMAC, HostMAC: uplinkMAC, MTU: 1500, Flags: EndpointProxy},
-		{Addr: noProxyAddr, Ifindex: 8, MAC: peerMAC, HostMAC: uplinkMAC, MTU: 1500},
+		{Addr: liveAddr, Ifindex: 1, MAC: peerMAC, HostMAC: uplinkMAC, MTU: 1500, Flags: EndpointProxy},
+		{Addr: noProxyAddr, Ifindex: 1, MAC: peerMAC, HostMAC: uplinkMAC, MTU: 1500},
 	} {
 		if err := d.PutEndpoint(e); err != nil {
 			tb.Fatal(err)

@@ -77,6 +77,43 @@ type UplinkConfig struct {
 	// endpoint traffic arrive. Forwarding needs both.
 	BridgeIndex int
 	BridgeMAC   net.HardwareAddr
+	// NDPHooks and ForwardHooks say which programs do each job: auto puts
+	// each job on one hook (XDP answers, TC forwards); none leaves the
+	// job to the kernel. A program without a job passes its frames on.
+	NDPHooks, ForwardHooks Hooks
+	// EgressForward lets the port program deliver container egress
+	// itself; without it the port program only guards.
+	EgressForward bool
+	// XDPL4Pass makes XDP hand TCP and UDP to the next hook: native XDP
+	// on a veth, where partial checksums would be lost in a redirect.
+	XDPL4Pass bool
+	// Filtered says the host's firewall filters forwarded IPv6: BPF then
+	// forwards nothing, so every packet meets the host's rules.
+	Filtered bool
+}
+
+// Hooks is a set of the uplink's programs.
+type Hooks uint8
+
+// The uplink's programs.
+const (
+	HookXDP Hooks = 1 << iota
+	HookTC
+)
+
+// String names the hooks in the set: "xdp", "tc", "xdp+tc" or "none".
+func (h Hooks) String() string {
+	switch h {
+	case 0:
+		return "none"
+	case HookXDP:
+		return "xdp"
+	case HookTC:
+		return "tc"
+	case HookXDP | HookTC:
+		return "xdp+tc"
+	}
+	return fmt.Sprintf("hooks(%d)", uint8(h))
 }
 
 // Dataplane holds the loaded programs and the (pinned) maps.
@@ -132,6 +169,10 @@ func Open(pinDir string) (*Dataplane, error) {
 		"v6dp_uplink_cfg": d.objs.V6dpUplinkCfg,
 		"v6dp_counters":   d.objs.V6dpCounters,
 		"v6dp_devmap":     d.objs.V6dpDevmap,
+		"v6dp_ports":      d.objs.V6dpPorts,
+		"v6dp_ns_limit":   d.objs.V6dpNsLimit,
+		"v6dp_ns_sources": d.objs.V6dpNsSources,
+		"v6dp_ns_global":  d.objs.V6dpNsGlobal,
 	}}
 	if err := egress.LoadAndAssign(&d.egress, eopts); err != nil {
 		d.objs.Close()

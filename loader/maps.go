@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // SetUplink writes the uplink settings and enables the programs: until the
@@ -36,6 +37,29 @@ func (d *Dataplane) SetUplink(c UplinkConfig) error {
 		copy(v.BridgeMac[:], c.BridgeMAC)
 	}
 	v.BridgeIfindex = uint32(c.BridgeIndex)
+	for _, job := range []struct {
+		hooks   Hooks
+		xdp, tc uplinkUplinkFlags
+	}{
+		{c.NDPHooks, uplinkUplinkFlagsUPLINK_F_XDP_NDP, uplinkUplinkFlagsUPLINK_F_TC_NDP},
+		{c.ForwardHooks, uplinkUplinkFlagsUPLINK_F_XDP_FWD, uplinkUplinkFlagsUPLINK_F_TC_FWD},
+	} {
+		if job.hooks&HookXDP != 0 {
+			v.Flags |= uint32(job.xdp)
+		}
+		if job.hooks&HookTC != 0 {
+			v.Flags |= uint32(job.tc)
+		}
+	}
+	if c.EgressForward {
+		v.Flags |= uint32(uplinkUplinkFlagsUPLINK_F_EGRESS_FWD)
+	}
+	if c.XDPL4Pass {
+		v.Flags |= uint32(uplinkUplinkFlagsUPLINK_F_XDP_L4PASS)
+	}
+	if c.Filtered {
+		v.Flags |= uint32(uplinkUplinkFlagsUPLINK_F_FILTERED)
+	}
 	if c.NASourceLinkLocal {
 		if !c.LinkLocal.IsValid() {
 			return fmt.Errorf("uplink: NA source link-local without a link-local address: %w", ErrNotIPv6)
@@ -98,8 +122,18 @@ func (d *Dataplane) putEndpoint(e Endpoint) error {
 	if err != nil {
 		return err
 	}
-	if e.Flags&EndpointForward != 0 {
-		if err := d.objs.V6dpDevmap.Put(e.Ifindex, e.Ifindex); err != nil {
+	// Every endpoint's port is in the devmap, forwarding or not: the
+	// kernel deletes a device's entry when the device goes, which is how
+	// the programs know a container has gone while no daemon runs.
+	// A port that does not exist (any more) cannot be added: answering
+	// for a proxy-only endpoint on it would be wrong anyway, and the
+	// programs do not, as its entry is missing.
+	if e.Ifindex != 0 {
+		err := d.objs.V6dpDevmap.Put(e.Ifindex, e.Ifindex)
+		if err != nil && e.Flags&EndpointForward == 0 && errors.Is(err, unix.EINVAL) {
+			err = nil
+		}
+		if err != nil {
 			return fmt.Errorf("endpoint %s: adding ifindex %d to the devmap: %w", e.Addr, e.Ifindex, err)
 		}
 	}
@@ -129,8 +163,8 @@ func (d *Dataplane) deleteEndpoint(a netip.Addr) error {
 	return nil
 }
 
-// pruneDevmap deletes the devmap entries of ports that no forwarding
-// endpoint uses any more. Run after the endpoint entries are gone, it
+// pruneDevmap deletes the devmap entries of ports that no endpoint uses
+// any more. Run after the endpoint entries are gone, it
 // keeps XDP from redirecting into a port whose addresses have left (the
 // kernel deletes the entry of a device that is unregistered by itself).
 func (d *Dataplane) pruneDevmap() error {
@@ -140,9 +174,7 @@ func (d *Dataplane) pruneDevmap() error {
 	}
 	used := make(map[uint32]bool, len(eps))
 	for _, e := range eps {
-		if e.Flags&EndpointForward != 0 {
-			used[e.Ifindex] = true
-		}
+		used[e.Ifindex] = true
 	}
 	ports, err := d.ForwardPorts()
 	if err != nil {

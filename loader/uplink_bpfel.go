@@ -16,28 +16,43 @@ import (
 type uplinkCounterId uint32
 
 const (
-	uplinkCounterIdCNT_NS_ANSWERED        uplinkCounterId = 0
-	uplinkCounterIdCNT_NS_DAD_ANSWERED    uplinkCounterId = 1
-	uplinkCounterIdCNT_NS_NOT_LIVE        uplinkCounterId = 2
-	uplinkCounterIdCNT_NS_MALFORMED       uplinkCounterId = 3
-	uplinkCounterIdCNT_PASS_NOT_IPV6      uplinkCounterId = 4
-	uplinkCounterIdCNT_PASS_EXTHDR        uplinkCounterId = 5
-	uplinkCounterIdCNT_PASS_NOT_NS        uplinkCounterId = 6
-	uplinkCounterIdCNT_PASS_TRUNCATED     uplinkCounterId = 7
-	uplinkCounterIdCNT_PASS_DISABLED      uplinkCounterId = 8
-	uplinkCounterIdCNT_FWD_REDIRECTED     uplinkCounterId = 9
-	uplinkCounterIdCNT_FWD_PASS_HOPLIMIT  uplinkCounterId = 10
-	uplinkCounterIdCNT_FWD_PASS_MTU       uplinkCounterId = 11
-	uplinkCounterIdCNT_FWD_PASS_NOT_LOCAL uplinkCounterId = 12
-	uplinkCounterIdCNT_EGRESS_SPOOF_DROP  uplinkCounterId = 13
-	uplinkCounterIdCNT_EGRESS_LOCAL       uplinkCounterId = 14
-	uplinkCounterIdCNT_EGRESS_FIB         uplinkCounterId = 15
-	uplinkCounterIdCNT_EGRESS_PASS        uplinkCounterId = 16
-	uplinkCounterIdCNT_ERROR              uplinkCounterId = 17
-	uplinkCounterIdCNT_FWD_PASS_NDP       uplinkCounterId = 18
-	uplinkCounterIdCNT_EGRESS_PASS_FIB    uplinkCounterId = 19
-	uplinkCounterIdCNT_EGRESS_DISABLED    uplinkCounterId = 20
-	uplinkCounterIdCNT_MAX                uplinkCounterId = 21
+	uplinkCounterIdCNT_NS_ANSWERED            uplinkCounterId = 0
+	uplinkCounterIdCNT_NS_DAD_ANSWERED        uplinkCounterId = 1
+	uplinkCounterIdCNT_NS_NOT_LIVE            uplinkCounterId = 2
+	uplinkCounterIdCNT_NS_MALFORMED           uplinkCounterId = 3
+	uplinkCounterIdCNT_PASS_NOT_IPV6          uplinkCounterId = 4
+	uplinkCounterIdCNT_PASS_EXTHDR            uplinkCounterId = 5
+	uplinkCounterIdCNT_PASS_NOT_NS            uplinkCounterId = 6
+	uplinkCounterIdCNT_PASS_TRUNCATED         uplinkCounterId = 7
+	uplinkCounterIdCNT_PASS_DISABLED          uplinkCounterId = 8
+	uplinkCounterIdCNT_FWD_REDIRECTED         uplinkCounterId = 9
+	uplinkCounterIdCNT_FWD_PASS_HOPLIMIT      uplinkCounterId = 10
+	uplinkCounterIdCNT_FWD_PASS_MTU           uplinkCounterId = 11
+	uplinkCounterIdCNT_FWD_PASS_NOT_LOCAL     uplinkCounterId = 12
+	uplinkCounterIdCNT_EGRESS_SPOOF_DROP      uplinkCounterId = 13
+	uplinkCounterIdCNT_EGRESS_LOCAL           uplinkCounterId = 14
+	uplinkCounterIdCNT_EGRESS_FIB             uplinkCounterId = 15
+	uplinkCounterIdCNT_EGRESS_PASS            uplinkCounterId = 16
+	uplinkCounterIdCNT_ERROR                  uplinkCounterId = 17
+	uplinkCounterIdCNT_FWD_PASS_NDP           uplinkCounterId = 18
+	uplinkCounterIdCNT_EGRESS_PASS_FIB        uplinkCounterId = 19
+	uplinkCounterIdCNT_EGRESS_DISABLED        uplinkCounterId = 20
+	uplinkCounterIdCNT_FWD_PASS_L4CSUM        uplinkCounterId = 21
+	uplinkCounterIdCNT_PASS_VLAN              uplinkCounterId = 22
+	uplinkCounterIdCNT_FWD_PASS_SRC           uplinkCounterId = 23
+	uplinkCounterIdCNT_FWD_PASS_MAC           uplinkCounterId = 24
+	uplinkCounterIdCNT_FWD_PASS_FILTERED      uplinkCounterId = 25
+	uplinkCounterIdCNT_PASS_NO_FORWARDING     uplinkCounterId = 26
+	uplinkCounterIdCNT_NS_PORT_GONE           uplinkCounterId = 27
+	uplinkCounterIdCNT_NS_RATE_LIMITED        uplinkCounterId = 28
+	uplinkCounterIdCNT_EGRESS_DROP_NO_PORT    uplinkCounterId = 29
+	uplinkCounterIdCNT_EGRESS_DROP_MAC        uplinkCounterId = 30
+	uplinkCounterIdCNT_EGRESS_DROP_RA         uplinkCounterId = 31
+	uplinkCounterIdCNT_EGRESS_DROP_NDP_EXTHDR uplinkCounterId = 32
+	uplinkCounterIdCNT_EGRESS_DROP_NDP_LLADDR uplinkCounterId = 33
+	uplinkCounterIdCNT_EGRESS_DROP_NA_TARGET  uplinkCounterId = 34
+	uplinkCounterIdCNT_EGRESS_DROP_VLAN       uplinkCounterId = 35
+	uplinkCounterIdCNT_MAX                    uplinkCounterId = 36
 )
 
 type uplinkEndpointFlags uint32
@@ -61,6 +76,32 @@ type uplinkEndpointKey struct {
 	Addr [16]uint8
 }
 
+type uplinkNsBucket struct {
+	_     structs.HostLayout
+	TatNs uint64
+}
+
+type uplinkNsLimitConfig struct {
+	_                structs.HostLayout
+	SourceIntervalNs uint64
+	GlobalIntervalNs uint64
+	Burst            uint64
+}
+
+type uplinkPortFlags uint32
+
+const (
+	uplinkPortFlagsPORT_F_LL uplinkPortFlags = 1
+)
+
+type uplinkPortInfo struct {
+	_         structs.HostLayout
+	Mac       [6]uint8
+	Pad       [2]uint8
+	LinkLocal [16]uint8
+	Flags     uint32
+}
+
 type uplinkUplinkConfig struct {
 	_             structs.HostLayout
 	Ifindex       uint32
@@ -76,9 +117,16 @@ type uplinkUplinkConfig struct {
 type uplinkUplinkFlags uint32
 
 const (
-	uplinkUplinkFlagsUPLINK_F_ROUTER    uplinkUplinkFlags = 1
-	uplinkUplinkFlagsUPLINK_F_NA_SRC_LL uplinkUplinkFlags = 2
-	uplinkUplinkFlagsUPLINK_F_ENABLED   uplinkUplinkFlags = 4
+	uplinkUplinkFlagsUPLINK_F_ROUTER     uplinkUplinkFlags = 1
+	uplinkUplinkFlagsUPLINK_F_NA_SRC_LL  uplinkUplinkFlags = 2
+	uplinkUplinkFlagsUPLINK_F_ENABLED    uplinkUplinkFlags = 4
+	uplinkUplinkFlagsUPLINK_F_XDP_NDP    uplinkUplinkFlags = 8
+	uplinkUplinkFlagsUPLINK_F_XDP_FWD    uplinkUplinkFlags = 16
+	uplinkUplinkFlagsUPLINK_F_TC_NDP     uplinkUplinkFlags = 32
+	uplinkUplinkFlagsUPLINK_F_TC_FWD     uplinkUplinkFlags = 64
+	uplinkUplinkFlagsUPLINK_F_XDP_L4PASS uplinkUplinkFlags = 128
+	uplinkUplinkFlagsUPLINK_F_FILTERED   uplinkUplinkFlags = 256
+	uplinkUplinkFlagsUPLINK_F_EGRESS_FWD uplinkUplinkFlags = 512
 )
 
 // Names of all BPF objects in the ELF.
@@ -88,6 +136,10 @@ const (
 	uplinkMapV6dpCounters  = "v6dp_counters"
 	uplinkMapV6dpDevmap    = "v6dp_devmap"
 	uplinkMapV6dpEndpoints = "v6dp_endpoints"
+	uplinkMapV6dpNsGlobal  = "v6dp_ns_global"
+	uplinkMapV6dpNsLimit   = "v6dp_ns_limit"
+	uplinkMapV6dpNsSources = "v6dp_ns_sources"
+	uplinkMapV6dpPorts     = "v6dp_ports"
 	uplinkMapV6dpUplinkCfg = "v6dp_uplink_cfg"
 	uplinkProgTcUplink     = "tc_uplink"
 	uplinkProgXdpUplink    = "xdp_uplink"
@@ -146,6 +198,10 @@ type uplinkMapSpecs struct {
 	V6dpCounters  *ebpf.MapSpec `ebpf:"v6dp_counters"`
 	V6dpDevmap    *ebpf.MapSpec `ebpf:"v6dp_devmap"`
 	V6dpEndpoints *ebpf.MapSpec `ebpf:"v6dp_endpoints"`
+	V6dpNsGlobal  *ebpf.MapSpec `ebpf:"v6dp_ns_global"`
+	V6dpNsLimit   *ebpf.MapSpec `ebpf:"v6dp_ns_limit"`
+	V6dpNsSources *ebpf.MapSpec `ebpf:"v6dp_ns_sources"`
+	V6dpPorts     *ebpf.MapSpec `ebpf:"v6dp_ports"`
 	V6dpUplinkCfg *ebpf.MapSpec `ebpf:"v6dp_uplink_cfg"`
 }
 
@@ -178,6 +234,10 @@ type uplinkMaps struct {
 	V6dpCounters  *ebpf.Map `ebpf:"v6dp_counters"`
 	V6dpDevmap    *ebpf.Map `ebpf:"v6dp_devmap"`
 	V6dpEndpoints *ebpf.Map `ebpf:"v6dp_endpoints"`
+	V6dpNsGlobal  *ebpf.Map `ebpf:"v6dp_ns_global"`
+	V6dpNsLimit   *ebpf.Map `ebpf:"v6dp_ns_limit"`
+	V6dpNsSources *ebpf.Map `ebpf:"v6dp_ns_sources"`
+	V6dpPorts     *ebpf.Map `ebpf:"v6dp_ports"`
 	V6dpUplinkCfg *ebpf.Map `ebpf:"v6dp_uplink_cfg"`
 }
 
@@ -186,6 +246,10 @@ func (m *uplinkMaps) Close() error {
 		m.V6dpCounters,
 		m.V6dpDevmap,
 		m.V6dpEndpoints,
+		m.V6dpNsGlobal,
+		m.V6dpNsLimit,
+		m.V6dpNsSources,
+		m.V6dpPorts,
 		m.V6dpUplinkCfg,
 	)
 }

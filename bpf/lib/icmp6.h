@@ -10,8 +10,12 @@
 #include "ipv6.h"
 
 /* RFC 4861 section 4.3 and 4.4; the uapi headers do not define them. */
+/* NDP message types, RFC 4861 section 4. */
+#define ICMP6_ROUTER_SOLICIT 133
+#define ICMP6_ROUTER_ADVERT 134
 #define ICMP6_NEIGHBOR_SOLICIT 135
 #define ICMP6_NEIGHBOR_ADVERT 136
+#define ICMP6_REDIRECT 137
 
 /*
  * icmp6_parse returns the ICMPv6 header that directly follows ip6, or NULL

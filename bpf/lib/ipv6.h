@@ -53,6 +53,19 @@ static __always_inline bool ipv6_addr_is_multicast(const struct in6_addr *a)
 	return a->s6_addr[0] == 0xff;
 }
 
+/* ::1, RFC 4291 section 2.5.3. */
+static __always_inline bool ipv6_addr_is_loopback(const struct in6_addr *a)
+{
+	return (a->s6_addr32[0] | a->s6_addr32[1] | a->s6_addr32[2]) == 0 &&
+	       a->s6_addr32[3] == bpf_htonl(1);
+}
+
+static __always_inline bool ipv6_addr_equal(const struct in6_addr *a, const struct in6_addr *b)
+{
+	return ((a->s6_addr32[0] ^ b->s6_addr32[0]) | (a->s6_addr32[1] ^ b->s6_addr32[1]) |
+		(a->s6_addr32[2] ^ b->s6_addr32[2]) | (a->s6_addr32[3] ^ b->s6_addr32[3])) == 0;
+}
+
 static __always_inline bool ipv6_addr_is_any(const struct in6_addr *a)
 {
 	return (a->s6_addr32[0] | a->s6_addr32[1] | a->s6_addr32[2] |
@@ -72,6 +85,18 @@ static __always_inline bool ipv6_is_solicited_node_of(const struct in6_addr *gro
 	       group->s6_addr[13] == target->s6_addr[13] &&
 	       group->s6_addr[14] == target->s6_addr[14] &&
 	       group->s6_addr[15] == target->s6_addr[15];
+}
+
+/*
+ * ipv6_src_never_forwarded reports whether a router must not forward a
+ * packet from a: link-local (RFC 4291 2.5.6), multicast (RFC 4291 2.7:
+ * never a source), unspecified and loopback (RFC 4291 2.5.2-3). The kernel
+ * drops such packets in ip6_forward; BPF leaves them to it.
+ */
+static __always_inline bool ipv6_src_never_forwarded(const struct in6_addr *a)
+{
+	return (a->s6_addr[0] == 0xfe && (a->s6_addr[1] & 0xc0) == 0x80) ||
+	       ipv6_addr_is_multicast(a) || ipv6_addr_is_any(a) || ipv6_addr_is_loopback(a);
 }
 
 /* ff02::1, the all-nodes group: where a DAD defence goes (RFC 4861 7.2.4). */

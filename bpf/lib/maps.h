@@ -57,6 +57,65 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } v6dp_devmap SEC(".maps");
 
+/*
+ * What each port's endpoint may send, by the host-side veth's ifindex
+ * (struct port_info). tc_endpoint drops the IPv6 of a port without one.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct port_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} v6dp_ports SEC(".maps");
+
+/* NS flood limits (key 0), see struct ns_limit_config. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ns_limit_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} v6dp_ns_limit SEC(".maps");
+
+/*
+ * One bucket per NS source address. LRU: a flood from many sources evicts
+ * the oldest buckets instead of failing, and the global bucket still holds.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct endpoint_key);
+	__type(value, struct ns_bucket);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} v6dp_ns_sources SEC(".maps");
+
+/* The uplink's bucket, one per CPU so that CPUs never contend for it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ns_bucket);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} v6dp_ns_global SEC(".maps");
+
+/* port_lookup returns what the endpoint behind port ifindex may send, or NULL. */
+static __always_inline const struct port_info *port_lookup(__u32 ifindex)
+{
+	return bpf_map_lookup_elem(&v6dp_ports, &ifindex);
+}
+
+/*
+ * port_present reports whether the port is still in the devmap. The kernel
+ * deletes a device's entry when the device goes, so this holds even while
+ * no daemon runs: a deleted container stops being answered at once.
+ */
+static __always_inline bool port_present(__u32 ifindex)
+{
+	return bpf_map_lookup_elem(&v6dp_devmap, &ifindex) != NULL;
+}
+
 /* endpoint_lookup returns the live endpoint owning addr, or NULL. */
 static __always_inline struct endpoint_info *endpoint_lookup(const __u8 addr[16])
 {
@@ -81,6 +140,10 @@ static __always_inline const struct uplink_config *uplink_config_get(void)
 	return cfg;
 }
 
+/*
+ * counter_inc counts one verdict. CNT_MAX counts nothing: the verdict of a
+ * frame that a hook passes on to the hook whose job it is.
+ */
 static __always_inline void counter_inc(enum counter_id id)
 {
 	__u64 *c = bpf_map_lookup_elem(&v6dp_counters, &id);

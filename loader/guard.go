@@ -1,0 +1,125 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// Port is what the endpoint behind one bridge port may send: its own MAC
+// and its own link-local address (tc_endpoint drops the rest).
+type Port struct {
+	MAC       net.HardwareAddr
+	LinkLocal netip.Addr // invalid until learned
+}
+
+func portValue(p Port) (uplinkPortInfo, error) {
+	var v uplinkPortInfo
+	if len(p.MAC) != 6 {
+		return v, fmt.Errorf("port MAC %s: %w", p.MAC, ErrBadMAC)
+	}
+	copy(v.Mac[:], p.MAC)
+	if p.LinkLocal.IsValid() {
+		if !p.LinkLocal.Is6() || !p.LinkLocal.IsLinkLocalUnicast() {
+			return v, fmt.Errorf("port link-local %s: not an IPv6 link-local address", p.LinkLocal)
+		}
+		v.LinkLocal = p.LinkLocal.WithZone("").As16()
+		v.Flags |= uint32(uplinkPortFlagsPORT_F_LL)
+	}
+	return v, nil
+}
+
+// GuardedPorts returns the ports in the ports map, by host-side ifindex.
+func (d *Dataplane) GuardedPorts() (map[uint32]Port, error) {
+	var (
+		k   uint32
+		v   uplinkPortInfo
+		out = map[uint32]Port{}
+	)
+	it := d.objs.V6dpPorts.Iterate()
+	for it.Next(&k, &v) {
+		p := Port{MAC: net.HardwareAddr(append([]byte(nil), v.Mac[:]...))}
+		if v.Flags&uint32(uplinkPortFlagsPORT_F_LL) != 0 {
+			p.LinkLocal = netip.AddrFrom16(v.LinkLocal)
+		}
+		out[k] = p
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading the ports map: %w", err)
+	}
+	return out, nil
+}
+
+// SyncPorts makes the ports map hold exactly want, by host-side ifindex:
+// new and changed entries first, then the ones that went.
+func (d *Dataplane) SyncPorts(want map[uint32]Port) error {
+	have, err := d.GuardedPorts()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for idx, p := range want {
+		v, err := portValue(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("port ifindex %d: %w", idx, err))
+			continue
+		}
+		if old, ok := have[idx]; ok {
+			if ov, err := portValue(old); err == nil && ov == v {
+				continue
+			}
+		}
+		if err := d.objs.V6dpPorts.Put(idx, &v); err != nil {
+			errs = append(errs, fmt.Errorf("writing port ifindex %d: %w", idx, err))
+		}
+	}
+	for idx := range have {
+		if _, ok := want[idx]; ok {
+			continue
+		}
+		if err := d.objs.V6dpPorts.Delete(idx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("deleting port ifindex %d: %w", idx, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NSLimit is the NS flood limit on the uplink (RFC 6583): NS per second
+// from one source and from all together, each with a burst of Burst. Zero
+// means no limit.
+type NSLimit struct {
+	PerSource, Global, Burst uint64
+}
+
+// SetNSLimit writes the limit. The global rate is split over the CPUs,
+// whose buckets are separate so that they never contend.
+func (d *Dataplane) SetNSLimit(l NSLimit) error {
+	var v uplinkNsLimitConfig
+	if l.PerSource > 0 {
+		v.SourceIntervalNs = uint64(time.Second) / l.PerSource
+	}
+	if l.Global > 0 {
+		cpus, err := ebpf.PossibleCPU()
+		if err != nil {
+			cpus = runtime.NumCPU()
+		}
+		per := l.Global / uint64(cpus)
+		if per == 0 {
+			per = 1
+		}
+		v.GlobalIntervalNs = uint64(time.Second) / per
+	}
+	v.Burst = l.Burst
+	if v.Burst == 0 {
+		v.Burst = 1
+	}
+	if err := d.objs.V6dpNsLimit.Put(uint32(0), &v); err != nil {
+		return fmt.Errorf("writing the NS limit: %w", err)
+	}
+	return nil
+}
