@@ -1,10 +1,12 @@
 package ctrl
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -18,20 +20,24 @@ type accel interface {
 	Close() error
 }
 
-// bpfAccel keeps the pinned endpoints map equal to the endpoint table,
-// and the ports forwarding (see forwarder).
+// bpfAccel keeps the pinned endpoints and ports maps equal to the endpoint
+// table, the ports guarded and forwarding (see forwarder), and the uplink
+// config in line with the host's forwarding and firewall (see watch).
 type bpfAccel struct {
-	dp  *loader.Dataplane
-	fwd *forwarder
+	dp   *loader.Dataplane
+	fwd  *forwarder
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // Sync orders its steps so that no packet meets half a port: the far
-// end's XDP before the addresses are forwarded, the addresses before the
-// endpoint program validates sources against them.
+// end's XDP before the addresses are forwarded, the addresses and the
+// port's entry before the endpoint program validates sources against them.
 //
 // Endpoints of further networks (--network) are answered for but not
-// forwarded: the programs know one bridge (its MAC is the routers' MAC
-// the endpoints send to), so the kernel forwards for the others.
+// forwarded or guarded: the programs know one bridge (its MAC is the
+// routers' MAC the endpoints send to), so the kernel forwards for the
+// others.
 func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
 	errs := []error{b.fwd.refreshBridge()}
 	onBridge := make(map[int]*Endpoint, len(eps))
@@ -48,76 +54,176 @@ func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
 			want[a] = b.fwd.endpoint(ep, a, ready[idx])
 		}
 	}
-	errs = append(errs, b.dp.SyncEndpoints(want), b.fwd.attach(onBridge))
+	errs = append(errs, b.dp.SyncEndpoints(want), b.dp.SyncPorts(portEntries(onBridge)), b.fwd.attach(onBridge))
 	return errors.Join(errs...)
 }
 
-// Close closes the descriptors; pins and attachments stay, so the programs
-// keep answering while no daemon runs.
-func (b *bpfAccel) Close() error { return b.dp.Close() }
+// portEntries is what each endpoint may send from: its MAC and link-local.
+func portEntries(eps map[int]*Endpoint) map[uint32]loader.Port {
+	out := make(map[uint32]loader.Port, len(eps))
+	for idx, ep := range eps {
+		if len(ep.MAC) != 6 {
+			continue
+		}
+		out[uint32(idx)] = loader.Port{MAC: ep.MAC, LinkLocal: ep.LinkLocal}
+	}
+	return out
+}
+
+// Close stops the watcher and closes the descriptors; pins and attachments
+// stay, so the programs keep answering while no daemon runs.
+func (b *bpfAccel) Close() error {
+	b.stop()
+	<-b.done
+	return b.dp.Close()
+}
+
+// HookChoice is where one job of the dataplane runs, and why.
+type HookChoice struct {
+	Job  string `json:"job"`
+	Hook string `json:"hook"`
+	Why  string `json:"why"`
+}
+
+// Jobs of the dataplane, as status shows them.
+const (
+	JobNDP     = "ndp-answers"
+	JobForward = "uplink-to-container"
+	JobEgress  = "container-egress"
+	JobGuard   = "port-guard"
+)
+
+// hookPlan is the attachment chosen for the uplink: which programs, and
+// which of them does each job.
+type hookPlan struct {
+	xdp, native, tc bool
+	ndp, fwd        loader.Hooks
+	// l4pass: native XDP on a veth must leave TCP and UDP to the kernel.
+	l4pass bool
+	// egress: the port program delivers container egress itself.
+	egress  bool
+	choices []HookChoice
+}
 
 // startAccel picks and starts the dataplane. The kernel path is always
 // installed underneath; any failure here leaves it answering alone, with
-// the reason logged and shown by `v6dp status`.
-func startAccel(r *Resolved, h *Host, j *Journal) (a accel, dataplane, attach, reason string) {
-	if r.Dataplane == DataplaneKernel {
+// the reason logged and shown by `v6dp status`. The port guards run on
+// every dataplane, the kernel's included: they enforce what a stock host
+// cannot (an endpoint sends only as itself), and forward nothing.
+func startAccel(r *Resolved, h *Host, j *Journal) (a accel, dataplane, attach, reason string, hooks []HookChoice) {
+	if r.Dataplane == DataplaneKernel || h.Uplink == nil {
+		why := "requested with --dataplane=kernel"
+		if r.Dataplane != DataplaneKernel {
+			why = "no --uplink: nothing to attach BPF programs to"
+		}
 		if h.Uplink != nil {
 			// A BPF program left from an earlier run would shadow the
 			// kernel path the user asked for.
-			if err := loader.Detach(r.PinDir, h.Uplink.Attrs().Index); err != nil {
+			if err := loader.Detach(r.PinDir, h.Uplink.Attrs().Index); err != nil && !errors.Is(err, loader.ErrNotAttached) {
 				slog.Warn("detaching earlier BPF programs", "err", err)
 			}
 		}
-		if err := loader.DetachPorts(r.PinDir); err != nil {
-			slog.Warn("detaching earlier port programs", "err", err)
+		plan := hookPlan{choices: []HookChoice{
+			{JobNDP, "kernel", why + ": proxy neighbour entries"},
+			{JobForward, "kernel", why + ": bridge and kernel forwarding"},
+			{JobEgress, "kernel", why},
+		}}
+		a, err := startGuardOnly(r, h, j, plan)
+		if err != nil {
+			slog.Error("port guards failed; ports are unguarded", "err", err)
+			return nil, DataplaneKernel, "", why, append(plan.choices, HookChoice{JobGuard, "none", err.Error()})
 		}
-		return nil, DataplaneKernel, "", "requested with --dataplane=kernel"
+		return a, DataplaneKernel, "", why, append(plan.choices, HookChoice{JobGuard, "tc", "every port: source, MAC and NDP guards"})
 	}
-	if h.Uplink == nil {
-		return nil, DataplaneKernel, "", "no --uplink: nothing to attach BPF programs to"
-	}
-	want, native, why := chooseAttach(r, h.Uplink)
-	a, mode, err := attachBPF(r, h, j, want, native)
+	plan := chooseHooks(r, h.Uplink)
+	a, mode, err := attachBPF(r, h, j, plan)
 	if err != nil {
 		if err := loader.DetachPorts(r.PinDir); err != nil {
 			slog.Warn("detaching earlier port programs", "err", err)
 		}
 		slog.Error("BPF dataplane failed; the kernel path answers alone", "err", err)
-		return nil, DataplaneKernel, "", fmt.Sprintf("BPF dataplane failed (%v); kernel proxy entries answer", err)
+		return nil, DataplaneKernel, "", fmt.Sprintf("BPF dataplane failed (%v); kernel proxy entries answer", err), nil
 	}
-	if want == DataplaneXDP && native && mode == loader.ModeXDPGeneric {
+	dataplane = DataplaneTC
+	if plan.xdp {
+		dataplane = DataplaneXDP
+	}
+	if r.Dataplane == DataplaneAuto {
+		dataplane = DataplaneAuto
+	}
+	why := plan.choices[0].Why
+	if plan.xdp && plan.native && mode == loader.ModeXDPGeneric {
 		why += "; the driver refused native XDP, so generic XDP runs"
+		plan.choices[0].Why = why
 	}
-	return a, want, string(mode), why
+	for i := range plan.choices {
+		plan.choices[i].Hook = strings.ReplaceAll(plan.choices[i].Hook, "xdp", string(mode))
+	}
+	attach = string(mode)
+	if plan.xdp && plan.tc {
+		attach = string(mode) + "+tcx"
+	}
+	plan.choices = append(plan.choices, HookChoice{JobGuard, "tc", "every port: source, MAC and NDP guards"})
+	return a, dataplane, attach, why, plan.choices
 }
 
-// chooseAttach decides between XDP (native or generic) and TC for the
-// uplink. On a veth, an XDP_TX from native XDP reaches the far end only if
+// chooseHooks decides which programs the uplink runs and which does which
+// job. On a veth, an XDP_TX from native XDP reaches the far end only if
 // the far end has an XDP program (without one the frames are lost and
 // counted as xdp_tx_errors), so native XDP is chosen there only when the
 // far end visibly has one.
-func chooseAttach(r *Resolved, uplink netlink.Link) (dataplane string, native bool, why string) {
+//
+// auto puts each job on its measured-best hook: native XDP answers NS
+// before an skb exists; TC delivers into containers with
+// bpf_redirect_peer, which keeps GSO and checksum state, whereas a native
+// XDP redirect into a veth rebuilds an skb on the far side and costs as
+// much as the kernel's whole path at 1000 containers (make bench).
+func chooseHooks(r *Resolved, uplink netlink.Link) hookPlan {
 	peerXDP, peerWhy := vethPeerHasXDP(uplink, r.NetnsDirs)
+	isVeth := uplink.Type() == "veth"
+	nativeOK := !isVeth || peerXDP
+	nativeWhy := "a physical uplink"
+	if isVeth {
+		nativeWhy = "a veth uplink whose far end has an XDP program, so native XDP_TX is delivered"
+		if !peerXDP {
+			nativeWhy = "a veth uplink and " + peerWhy + ": native XDP_TX would be lost"
+		}
+	}
 	switch r.Dataplane {
 	case DataplaneTC:
-		return DataplaneTC, false, "requested with --dataplane=tc"
+		why := "requested with --dataplane=tc"
+		return hookPlan{tc: true, ndp: loader.HookTC, fwd: loader.HookTC, egress: true,
+			choices: []HookChoice{{JobNDP, "tc", why}, {JobForward, "tc", why}, {JobEgress, "tc", why}}}
 	case DataplaneXDP:
-		if uplink.Type() != "veth" {
-			return DataplaneXDP, true, "requested with --dataplane=xdp"
+		why := "requested with --dataplane=xdp; " + nativeWhy
+		if !nativeOK {
+			why += ", generic XDP transmits"
 		}
-		if peerXDP {
-			return DataplaneXDP, true, "requested with --dataplane=xdp; veth uplink whose far end has an XDP program, so native XDP_TX is delivered"
+		fwdWhy := why
+		// Frames from a veth may carry partial checksums, which a native
+		// redirect loses; a NIC's frames come off the wire summed.
+		l4 := nativeOK && isVeth
+		if l4 {
+			fwdWhy += "; TCP and UDP go to the kernel (a native redirect from a veth loses their partial checksums)"
 		}
-		return DataplaneXDP, false, "requested with --dataplane=xdp; veth uplink and " + peerWhy + ": native XDP_TX would be lost, generic XDP transmits"
-	default:
-		if uplink.Type() != "veth" {
-			return DataplaneXDP, true, "auto: native XDP on a physical uplink"
-		}
-		if peerXDP {
-			return DataplaneXDP, true, "auto: veth uplink whose far end has an XDP program, so native XDP_TX is delivered"
-		}
-		return DataplaneTC, false, "auto: veth uplink and " + peerWhy + ": native XDP_TX would be lost, TC answers instead"
+		return hookPlan{xdp: true, native: nativeOK, ndp: loader.HookXDP, fwd: loader.HookXDP, l4pass: l4, egress: true,
+			choices: []HookChoice{{JobNDP, "xdp", why}, {JobForward, "xdp", fwdWhy}, {JobEgress, "tc", "the port program: TC is the only hook on a veth's egress path"}}}
 	}
+	tcFwd := "TC with bpf_redirect_peer: keeps GSO and checksum offloads, no skb rebuilt (measured faster than XDP redirects into veths)"
+	if nativeOK {
+		return hookPlan{xdp: true, native: true, tc: true, ndp: loader.HookXDP, fwd: loader.HookTC, egress: true,
+			choices: []HookChoice{
+				{JobNDP, "xdp", "auto: " + nativeWhy + "; native XDP answers before an skb exists"},
+				{JobForward, "tc", "auto: " + tcFwd},
+				{JobEgress, "tc", "auto: the port program"},
+			}}
+	}
+	return hookPlan{tc: true, ndp: loader.HookTC, fwd: loader.HookTC, egress: true,
+		choices: []HookChoice{
+			{JobNDP, "tc", "auto: " + nativeWhy + "; TC answers (measured faster than generic XDP)"},
+			{JobForward, "tc", "auto: " + tcFwd},
+			{JobEgress, "tc", "auto: the port program"},
+		}}
 }
 
 // vethPeerHasXDP looks at the far end of a veth uplink, when its namespace
@@ -156,51 +262,105 @@ func vethPeerHasXDP(l netlink.Link, dirs []string) (bool, string) {
 	return false, "its far end has no XDP program"
 }
 
-func attachBPF(r *Resolved, h *Host, j *Journal, dataplane string, native bool) (accel, loader.Mode, error) {
-	ifindex := h.Uplink.Attrs().Index
-	dp, err := loader.Open(r.PinDir)
-	if err != nil {
-		return nil, "", fmt.Errorf("loading programs: %w", err)
+// uplinkConfig is the uplink config for the host and plan.
+func uplinkConfig(r *Resolved, h *Host, plan hookPlan) (loader.UplinkConfig, error) {
+	cfg := loader.UplinkConfig{Router: r.IPForward, NASourceLinkLocal: r.NASource == NASourceLinkLocal,
+		BridgeIndex: h.Bridge.Attrs().Index, BridgeMAC: h.Bridge.Attrs().HardwareAddr,
+		NDPHooks: plan.ndp, ForwardHooks: plan.fwd, XDPL4Pass: plan.l4pass, EgressForward: plan.egress}
+	if h.Uplink == nil {
+		// Guards only: the programs need a MAC to be enabled, never sent.
+		cfg.MAC = h.Bridge.Attrs().HardwareAddr
+		return cfg, nil
 	}
-	j.PinDir = r.PinDir
-	cfg := loader.UplinkConfig{Ifindex: ifindex, MAC: h.Uplink.Attrs().HardwareAddr, Router: r.IPForward,
-		NASourceLinkLocal: r.NASource == NASourceLinkLocal,
-		BridgeIndex:       h.Bridge.Attrs().Index, BridgeMAC: h.Bridge.Attrs().HardwareAddr}
+	cfg.Ifindex, cfg.MAC = h.Uplink.Attrs().Index, h.Uplink.Attrs().HardwareAddr
 	if ll, err := linkLocalOf(h.Uplink); err == nil {
 		cfg.LinkLocal = ll
 	} else if cfg.NASourceLinkLocal {
-		dp.Close()
-		return nil, "", fmt.Errorf("na-source link-local: %w", err)
+		return cfg, fmt.Errorf("na-source link-local: %w", err)
 	}
-	if err := dp.SetUplink(cfg); err != nil {
+	return cfg, nil
+}
+
+// openAccel loads the dataplane, writes the uplink config and the NS limit
+// and starts the watcher that keeps the config in line with the host.
+func openAccel(r *Resolved, h *Host, j *Journal, plan hookPlan) (*bpfAccel, loader.UplinkConfig, error) {
+	cfg, err := uplinkConfig(r, h, plan)
+	if err != nil {
+		return nil, cfg, err
+	}
+	dp, err := loader.Open(r.PinDir)
+	if err != nil {
+		return nil, cfg, fmt.Errorf("loading programs: %w", err)
+	}
+	j.PinDir = r.PinDir
+	if err := dp.SetNSLimit(loader.NSLimit{PerSource: r.NSRatePerSource, Global: r.NSRateGlobal, Burst: r.NSRateBurst()}); err != nil {
 		dp.Close()
+		return nil, cfg, err
+	}
+	b := &bpfAccel{dp: dp}
+	b.fwd = newForwarder(dp, cfg, plan.xdp && plan.native && plan.fwd&loader.HookXDP != 0, r.IPForward)
+	uplink := ""
+	if h.Uplink != nil {
+		uplink = h.Uplink.Attrs().Name
+	} else {
+		uplink = h.Bridge.Attrs().Name
+	}
+	if err := b.fwd.setPolicy(readHostPolicy(uplink)); err != nil {
+		dp.Close()
+		return nil, cfg, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stop, b.done = cancel, make(chan struct{})
+	go b.watch(ctx, uplink)
+	return b, cfg, nil
+}
+
+// startGuardOnly runs the port programs as guards (the kernel dataplane):
+// nothing on the uplink, no BPF delivery.
+func startGuardOnly(r *Resolved, h *Host, j *Journal, plan hookPlan) (accel, error) {
+	b, _, err := openAccel(r, h, j, plan)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func attachBPF(r *Resolved, h *Host, j *Journal, plan hookPlan) (accel, loader.Mode, error) {
+	ifindex := h.Uplink.Attrs().Index
+	b, _, err := openAccel(r, h, j, plan)
+	if err != nil {
 		return nil, "", err
 	}
-	// Only one kind of program on the uplink: drop the other kind an
-	// earlier run may have left (the kernel path covers the moment).
+	dp := b.dp
+	// Drop what an earlier run left that this plan does not use (the
+	// kernel path covers the moment).
 	for _, at := range mustAttached(r.PinDir) {
 		if at.Ifindex != ifindex {
 			continue
 		}
 		isXDP := at.Mode == loader.ModeXDPNative || at.Mode == loader.ModeXDPGeneric
-		if isXDP != (dataplane == DataplaneXDP) || (isXDP && (at.Mode == loader.ModeXDPNative) != native) {
-			if err := dp.Detach(ifindex); err != nil {
-				slog.Warn("detaching the earlier program", "err", err)
-			}
-			break
+		stale := (isXDP && (!plan.xdp || (at.Mode == loader.ModeXDPNative) != plan.native)) || (!isXDP && !plan.tc)
+		if !stale {
+			continue
+		}
+		if err := dp.DetachKind(ifindex, isXDP); err != nil {
+			slog.Warn("detaching the earlier program", "err", err)
 		}
 	}
 	var mode loader.Mode
-	if dataplane == DataplaneXDP {
-		mode, err = dp.AttachXDP(ifindex, native)
-	} else {
-		mode, err = dp.AttachTC(ifindex)
+	if plan.tc {
+		if mode, err = dp.AttachTC(ifindex); err != nil {
+			b.Close()
+			return nil, "", fmt.Errorf("attaching to %s: %w", h.Uplink.Attrs().Name, err)
+		}
 	}
-	if err != nil {
-		dp.Close()
-		return nil, "", fmt.Errorf("attaching to %s: %w", h.Uplink.Attrs().Name, err)
+	if plan.xdp {
+		if mode, err = dp.AttachXDP(ifindex, plan.native); err != nil {
+			b.Close()
+			return nil, "", fmt.Errorf("attaching to %s: %w", h.Uplink.Attrs().Name, err)
+		}
 	}
-	return &bpfAccel{dp: dp, fwd: newForwarder(dp, cfg, mode, r.IPForward)}, mode, nil
+	return b, mode, nil
 }
 
 func mustAttached(pinDir string) []loader.Attachment {

@@ -67,6 +67,37 @@ type Config struct {
 	// engine (see Network).
 	Network []string `json:"network,omitempty"`
 	Cluster
+	// NS flood limits on the uplink, NS per second (0: no limit).
+	NSRatePerSource uint64 `json:"ns-rate-per-source"`
+	NSRateGlobal    uint64 `json:"ns-rate-global"`
+}
+
+// NS flood limits (RFC 6583). A router resolving every container after a
+// restart sends one NS per address, so thousands per second from one
+// source are legitimate; a flood well beyond that is not. The global
+// limit keeps answers to at most ~70 Mbit/s of 86-byte frames.
+const (
+	DefaultNSRatePerSource = 10000
+	DefaultNSRateGlobal    = 100000
+	// nsRateBurstMax caps the burst: at most this many NS at once over
+	// the sustained rate, per bucket.
+	nsRateBurstMax = 1000
+)
+
+// NSRateBurst is the burst of the NS buckets: a tenth of a second at the
+// per-source rate, at most nsRateBurstMax.
+func (c *Config) NSRateBurst() uint64 {
+	b := c.NSRatePerSource / 10
+	if b == 0 {
+		b = c.NSRateGlobal / 10
+	}
+	if b > nsRateBurstMax {
+		b = nsRateBurstMax
+	}
+	if b == 0 {
+		b = 1
+	}
+	return b
 }
 
 // Duration is a time.Duration that reads and writes as "10s" in JSON.
@@ -104,6 +135,9 @@ func DefaultConfig() Config {
 		Resync:     Duration{10 * time.Second},
 		// Published addresses per container port (rules.Port.MaxAddrs).
 		MaxAddrsPerPort: rules.DefaultMaxAddrs,
+
+		NSRatePerSource: DefaultNSRatePerSource,
+		NSRateGlobal:    DefaultNSRateGlobal,
 	}
 }
 

@@ -72,7 +72,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	}
 	d.eps = newLifecycle(sysKernel{d}, bridges)
 	rt := &Runtime{PID: os.Getpid(), Started: time.Now().UTC(), Config: r.Config, Addressing: r.Addressing}
-	d.accel, rt.Dataplane, rt.Attach, rt.Reason = startAccel(r, host, j)
+	d.accel, rt.Dataplane, rt.Attach, rt.Reason, rt.Hooks = startAccel(r, host, j)
 	if serr := st.SaveJournal(j); serr != nil {
 		slog.Warn("saving journal", "err", serr)
 	}

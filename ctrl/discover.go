@@ -41,6 +41,9 @@ type Endpoint struct {
 	Held []netip.Addr `json:"held,omitempty"`
 	// Refused are held addresses that are not published, with the reason.
 	Refused []rules.Refusal `json:"refused,omitempty"`
+	// LinkLocal is the far end's own link-local address, the only one
+	// the port guard lets it send from besides Addrs.
+	LinkLocal netip.Addr `json:"link_local,omitempty"`
 	// Err says why the port could not be resolved (its far end's
 	// namespace unknown, or a read that failed); Addrs is empty then.
 	Err error `json:"-"`
@@ -327,6 +330,7 @@ func (d *Discoverer) resolveByNsid(ep *Endpoint, nsid, peerIndex int) error {
 		return fmt.Errorf("port %s: addresses in netnsid %d: %w", ep.HostIf, nsid, err)
 	}
 	ep.Addrs, ep.Held, ep.Refused = d.usable(addrs)
+	ep.LinkLocal = peerLinkLocal(addrs, ep.MAC)
 	return nil
 }
 
@@ -358,6 +362,7 @@ func (d *Discoverer) resolveByFile(ep *Endpoint, peerIndex int) error {
 		return fmt.Errorf("port %s: %w", ep.HostIf, err)
 	}
 	ep.Addrs, ep.Held, ep.Refused = d.usable(addrs)
+	ep.LinkLocal = peerLinkLocal(addrs, ep.MAC)
 	return nil
 }
 
@@ -386,4 +391,32 @@ func isGone(err error) bool {
 	var nf netlink.LinkNotFoundError
 	return errors.As(err, &nf) || errors.Is(err, syscall.ENODEV) || errors.Is(err, os.ErrNotExist) ||
 		errors.Is(err, ErrNotPort)
+}
+
+// peerLinkLocal picks the far end's link-local address from its
+// addresses: tentative ones count (it is the far end's own while DAD runs,
+// and it sends its NS for the gateway from it), DAD-failed ones do not.
+// Without one yet, the address the kernel will make from the MAC.
+func peerLinkLocal(addrs []nsAddr, mac net.HardwareAddr) netip.Addr {
+	for _, a := range addrs {
+		if a.Addr.IsLinkLocalUnicast() && a.Flags&unix.IFA_F_DADFAILED == 0 {
+			return a.Addr.WithZone("")
+		}
+	}
+	return eui64LinkLocal(mac)
+}
+
+// eui64LinkLocal is fe80::/64 with the modified EUI-64 interface id of mac
+// (RFC 4291 appendix A), the link-local address Linux gives an interface
+// by default; invalid for a MAC that is not 6 bytes.
+func eui64LinkLocal(mac net.HardwareAddr) netip.Addr {
+	if len(mac) != 6 {
+		return netip.Addr{}
+	}
+	var a [16]byte
+	a[0], a[1] = 0xfe, 0x80
+	a[8], a[9], a[10] = mac[0]^0x02, mac[1], mac[2]
+	a[11], a[12] = 0xff, 0xfe
+	a[13], a[14], a[15] = mac[3], mac[4], mac[5]
+	return netip.AddrFrom16(a)
 }

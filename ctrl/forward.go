@@ -2,12 +2,15 @@ package ctrl
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -20,11 +23,17 @@ import (
 // flag, which it grants only to endpoints whose port is ready.
 type forwarder struct {
 	dp *loader.Dataplane
-	// enabled is the host's forwarding (--ip-forward): without it the
-	// kernel routes nothing to or from endpoints, and neither does BPF.
+	// enabled: BPF forwards at all (--ip-forward and a dataplane with a
+	// forwarding job). Without it the port programs only guard.
 	enabled bool
-	// uplink is the config written last; the bridge part is refreshed.
+	// mu guards uplink and policy: the watcher rewrites the config when
+	// the host's forwarding or firewall changes, the daemon when the
+	// bridge does.
+	mu sync.Mutex
+	// uplink is the config as the dataplane plan and the daemon want it;
+	// policy, the host's, is applied over it when it is written.
 	uplink loader.UplinkConfig
+	policy hostPolicy
 	// peerXDP: the uplink runs native XDP, so frames it redirects into a
 	// veth are lost unless the far end has an XDP program.
 	peerXDP bool
@@ -36,8 +45,9 @@ type forwarder struct {
 	bridgeMTU int
 }
 
-func newForwarder(dp *loader.Dataplane, uplink loader.UplinkConfig, mode loader.Mode, enabled bool) *forwarder {
-	f := &forwarder{dp: dp, uplink: uplink, enabled: enabled, peerXDP: mode == loader.ModeXDPNative,
+func newForwarder(dp *loader.Dataplane, uplink loader.UplinkConfig, peerXDP, enabled bool) *forwarder {
+	enabled = enabled && (uplink.ForwardHooks != 0 || uplink.EgressForward)
+	f := &forwarder{dp: dp, uplink: uplink, enabled: enabled, peerXDP: peerXDP,
 		ports: map[int]bool{}}
 	if enabled {
 		if err := pinBridgeMAC(uplink.BridgeIndex); err != nil {
@@ -77,17 +87,58 @@ func (f *forwarder) refreshBridge() error {
 	}
 	f.bridgeMTU = br.Attrs().MTU
 	mac := br.Attrs().HardwareAddr
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if bytes.Equal(mac, f.uplink.BridgeMAC) {
 		return nil
 	}
 	cfg := f.uplink
 	cfg.BridgeMAC = mac
-	if err := f.dp.SetUplink(cfg); err != nil {
+	if err := f.write(cfg, f.policy); err != nil {
 		return err
 	}
 	slog.Info("bridge MAC changed", "old", f.uplink.BridgeMAC.String(), "new", mac.String())
 	f.uplink = cfg
 	return nil
+}
+
+// setPolicy applies the host's forwarding and firewall state to the
+// config, logging what changed for the fast path.
+func (f *forwarder) setPolicy(p hostPolicy) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.write(f.uplink, p); err != nil {
+		return err
+	}
+	old := f.policy
+	f.policy = p
+	if old.Forwarding != p.Forwarding {
+		slog.Info("host forwarding changed: BPF follows", "forwarding", p.Forwarding)
+	}
+	if old.Filtered != p.Filtered || old.FilterWhy != p.FilterWhy {
+		if p.Filtered {
+			slog.Info("host firewall filters forwarded IPv6: fast path off, the kernel forwards", "why", p.FilterWhy)
+		} else {
+			slog.Info("host firewall has no forwarding rules: fast path on")
+		}
+	}
+	return nil
+}
+
+// currentPolicy returns the host policy applied last.
+func (f *forwarder) currentPolicy() hostPolicy {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.policy
+}
+
+// write writes cfg with the host policy p over it: forwarding off clears
+// the router flag (no answers, no forwarding), filtering stops BPF
+// delivery. Called with mu held.
+func (f *forwarder) write(cfg loader.UplinkConfig, p hostPolicy) error {
+	cfg.Router = cfg.Router && p.Forwarding
+	cfg.Filtered = p.Filtered
+	return f.dp.SetUplink(cfg)
 }
 
 // endpoint returns the map entry for one address of ep: forwarded when
@@ -135,33 +186,42 @@ func (f *forwarder) prepare(eps map[int]*Endpoint) (map[int]bool, error) {
 // attach puts the endpoint program on the ports that lack it, after their
 // addresses are in the map (source validation needs them), and removes
 // what is left of ports that went.
+//
+// Every veth port of the bridge gets the program, whether or not its
+// endpoint has an address yet: a port without an entry in the ports map
+// may send no IPv6 at all (default deny), so a container cannot spoof
+// before v6dp knows it.
 func (f *forwarder) attach(eps map[int]*Endpoint) error {
-	if !f.enabled {
-		eps = nil
-	}
 	var errs []error
+	guard, err := bridgePorts(f.uplink.BridgeIndex)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for idx, ep := range eps {
+		guard[idx] = ep.HostIf
+	}
+	for idx, name := range guard {
 		if f.ports[idx] {
 			continue
 		}
 		if _, err := f.dp.AttachPort(idx); err != nil {
 			if !isGone(err) {
-				errs = append(errs, fmt.Errorf("port %s: %w", ep.HostIf, err))
+				errs = append(errs, fmt.Errorf("port %s: %w", name, err))
 			}
 			continue
 		}
 		f.ports[idx] = true
-		slog.Debug("endpoint program attached", "port", ep.HostIf)
+		slog.Debug("endpoint program attached", "port", name)
 	}
 	pinned, err := f.dp.Ports()
 	errs = append(errs, err)
 	for _, idx := range pinned {
-		if _, ok := eps[idx]; !ok {
+		if _, ok := guard[idx]; !ok {
 			f.ports[idx] = true
 		}
 	}
 	for idx := range f.ports {
-		if _, ok := eps[idx]; ok {
+		if _, ok := guard[idx]; ok {
 			continue
 		}
 		if err := f.dp.DetachPort(idx); err != nil {
@@ -171,4 +231,48 @@ func (f *forwarder) attach(eps map[int]*Endpoint) error {
 		delete(f.ports, idx)
 	}
 	return errors.Join(errs...)
+}
+
+// bridgePorts returns the veth ports of the bridge, by ifindex.
+func bridgePorts(bridgeIndex int) (map[int]string, error) {
+	out := map[int]string{}
+	links, err := netlink.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return out, fmt.Errorf("listing bridge ports: %w", err)
+	}
+	for _, l := range links {
+		if a := l.Attrs(); a.MasterIndex == bridgeIndex && l.Type() == "veth" {
+			out[a.Index] = a.Name
+		}
+	}
+	return out, nil
+}
+
+// policyPoll is how often the watcher re-reads the host's firewall, which
+// sends no events v6dp listens to; forwarding changes arrive as netconf
+// events at once.
+const policyPoll = time.Second
+
+// watch keeps the uplink config in line with the host's forwarding and
+// firewall until ctx ends.
+func (b *bpfAccel) watch(ctx context.Context, uplink string) {
+	defer close(b.done)
+	events := subscribeNetconf(ctx)
+	t := time.NewTicker(policyPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-events:
+		case <-t.C:
+		}
+		p := readHostPolicy(uplink)
+		if p == b.fwd.currentPolicy() {
+			continue
+		}
+		if err := b.fwd.setPolicy(p); err != nil {
+			slog.Warn("applying the host policy", "err", err)
+		}
+	}
 }

@@ -43,19 +43,22 @@ type EndpointReport struct {
 
 // StatusReport is what `v6dp status` shows.
 type StatusReport struct {
-	Daemon       string            `json:"daemon"`
-	PID          int               `json:"pid,omitempty"`
-	Since        *time.Time        `json:"since,omitempty"`
-	Bridge       string            `json:"bridge"`
-	BridgeUp     bool              `json:"bridge_up"`
-	Uplink       string            `json:"uplink,omitempty"`
-	Prefix       string            `json:"prefix"`
-	Addressing   string            `json:"addressing"`
-	Gateway      string            `json:"gateway"`
-	NDPProxy     bool              `json:"ndp_proxy"`
-	Dataplane    string            `json:"dataplane"`
-	Attach       string            `json:"attach,omitempty"`
-	Reason       string            `json:"reason,omitempty"`
+	Daemon     string       `json:"daemon"`
+	PID        int          `json:"pid,omitempty"`
+	Since      *time.Time   `json:"since,omitempty"`
+	Bridge     string       `json:"bridge"`
+	BridgeUp   bool         `json:"bridge_up"`
+	Uplink     string       `json:"uplink,omitempty"`
+	Prefix     string       `json:"prefix"`
+	Addressing string       `json:"addressing"`
+	Gateway    string       `json:"gateway"`
+	NDPProxy   bool         `json:"ndp_proxy"`
+	Dataplane  string       `json:"dataplane"`
+	Attach     string       `json:"attach,omitempty"`
+	Reason     string       `json:"reason,omitempty"`
+	Hooks      []HookChoice `json:"hooks,omitempty"`
+	// FastPath says whether BPF forwards now and, if not, why.
+	FastPath     string            `json:"fast_path,omitempty"`
 	ProxyEntries int               `json:"kernel_proxy_entries"`
 	BPFEntries   int               `json:"bpf_endpoints"`
 	Networks     []NetworkReport   `json:"networks"`
@@ -129,9 +132,10 @@ func Report(r *Resolved) (*StatusReport, error) {
 		rep.Daemon, rep.PID, rep.Since = "running", rt.PID, &rt.Started
 		rep.Dataplane, rep.Attach, rep.Reason = rt.Dataplane, rt.Attach, rt.Reason
 		rep.Cluster, _ = st.ClusterStatus()
+		rep.Dataplane, rep.Attach, rep.Reason, rep.Hooks = rt.Dataplane, rt.Attach, rt.Reason, rt.Hooks
 	} else if rt != nil && rt.PID > 0 {
 		rep.Daemon = "not running (left the dataplane in place)"
-		rep.Dataplane, rep.Attach, rep.Reason = rt.Dataplane, rt.Attach, rt.Reason
+		rep.Dataplane, rep.Attach, rep.Reason, rep.Hooks = rt.Dataplane, rt.Attach, rt.Reason, rt.Hooks
 	}
 	if rt != nil {
 		rep.Version, rep.LastRepair, rep.Repairs = rt.Version, rt.LastRepair, rt.Repairs
@@ -142,6 +146,7 @@ func Report(r *Resolved) (*StatusReport, error) {
 		rep.Problems = append(rep.Problems, err.Error())
 	}
 	rep.Pins = pins
+	rep.FastPath = fastPathState(r)
 	if br, err := netlink.LinkByName(r.Bridge); err == nil {
 		rep.BridgeUp = br.Attrs().Flags&1 != 0
 	} else {
@@ -220,4 +225,27 @@ func Report(r *Resolved) (*StatusReport, error) {
 		return a.Network < b.Network || a.Network == b.Network && a.Name < b.Name
 	})
 	return rep, nil
+}
+
+// fastPathState says what the BPF fast path does now, read from the pinned
+// config the programs use, with the host's reason when it is off.
+func fastPathState(r *Resolved) string {
+	up, err := loader.ReadPinnedUplink(r.PinDir)
+	if err != nil || !up.Enabled {
+		return "off: no BPF dataplane pinned"
+	}
+	if up.ForwardHooks == 0 {
+		return "off: the kernel forwards (kernel dataplane; ports guarded)"
+	}
+	if !up.Router {
+		return "off: host IPv6 forwarding is off, so neither the kernel nor BPF forwards or proxies"
+	}
+	if up.Filtered {
+		_, why := forwardFiltered()
+		if why == "" {
+			why = "filtering was seen a moment ago"
+		}
+		return "off: the host firewall filters forwarded IPv6 (" + why + "), so the kernel forwards through netfilter"
+	}
+	return "on: forwarding on " + up.ForwardHooks.String() + ", NS answered on " + up.NDPHooks.String() + "; no IPv6 forward filtering on the host"
 }

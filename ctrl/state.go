@@ -53,6 +53,8 @@ type Runtime struct {
 	// LastRepair is the last thing the daemon put back; Repairs counts them.
 	LastRepair *Repair `json:"last_repair,omitempty"`
 	Repairs    int     `json:"repairs,omitempty"`
+	// Hooks says where each job of the dataplane runs, and why.
+	Hooks []HookChoice `json:"hooks,omitempty"`
 }
 
 // ContainerRecord marks a container that `v6dp container add` made.

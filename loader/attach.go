@@ -292,6 +292,20 @@ func (d *Dataplane) Detach(ifindex int) error {
 	return detach(d.pinDir, ifindex)
 }
 
+// DetachKind removes only v6dp's XDP program (xdp true) or only its TC
+// program from the interface: for a plan that keeps the other.
+func (d *Dataplane) DetachKind(ifindex int, xdp bool) error {
+	if xdp {
+		_, err := detachPinned(linkPin(d.pinDir, xdpLinkPrefix, ifindex))
+		return err
+	}
+	_, err := detachPinned(linkPin(d.pinDir, tcxLinkPrefix, ifindex))
+	if err != nil {
+		return err
+	}
+	return removeLegacyFilters(ifindex, legacyFilterName)
+}
+
 func detach(pinDir string, ifindex int) error {
 	var (
 		found bool

@@ -41,3 +41,40 @@ func ReadPinned(pinDir string) (map[netip.Addr]Endpoint, map[string]uint64, erro
 // Detach removes whatever v6dp attached to ifindex (XDP or TC) and its
 // pin, without loading anything.
 func Detach(pinDir string, ifindex int) error { return detach(pinDir, ifindex) }
+
+// PinnedUplink is the uplink config as the programs see it now.
+type PinnedUplink struct {
+	Enabled, Router, Filtered bool
+	NDPHooks, ForwardHooks    Hooks
+}
+
+// ReadPinnedUplink reads the pinned uplink config, without loading anything.
+func ReadPinnedUplink(pinDir string) (PinnedUplink, error) {
+	var out PinnedUplink
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, "v6dp_uplink_cfg"), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return out, fmt.Errorf("no pinned uplink config: %w", err)
+	}
+	defer m.Close()
+	var v uplinkUplinkConfig
+	if err := m.Lookup(uint32(0), &v); err != nil {
+		return out, fmt.Errorf("reading the uplink config: %w", err)
+	}
+	has := func(f uplinkUplinkFlags) bool { return v.Flags&uint32(f) != 0 }
+	out.Enabled = has(uplinkUplinkFlagsUPLINK_F_ENABLED)
+	out.Router = has(uplinkUplinkFlagsUPLINK_F_ROUTER)
+	out.Filtered = has(uplinkUplinkFlagsUPLINK_F_FILTERED)
+	if has(uplinkUplinkFlagsUPLINK_F_XDP_NDP) {
+		out.NDPHooks |= HookXDP
+	}
+	if has(uplinkUplinkFlagsUPLINK_F_TC_NDP) {
+		out.NDPHooks |= HookTC
+	}
+	if has(uplinkUplinkFlagsUPLINK_F_XDP_FWD) {
+		out.ForwardHooks |= HookXDP
+	}
+	if has(uplinkUplinkFlagsUPLINK_F_TC_FWD) {
+		out.ForwardHooks |= HookTC
+	}
+	return out, nil
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -123,8 +124,8 @@ func testNDPProxySeed(t *testing.T, dp, uplink string, native bool) {
 		}
 	}
 	if native {
-		if st := s.mustV6dp(t, "status"); !strings.Contains(st, "xdp (xdp-native)") {
-			t.Fatalf("auto with an XDP-capable far end: status does not say native XDP:\n%s", st)
+		if st := s.mustV6dp(t, "status"); !regexp.MustCompile(`ndp-answers:\s+xdp-native`).MatchString(st) || !regexp.MustCompile(`uplink-to-container:\s+tc`).MatchString(st) {
+			t.Fatalf("auto with an XDP-capable far end: status does not say native XDP for NDP and TC for forwarding:\n%s", st)
 		}
 	}
 	names := []string{s.name("a"), s.name("b"), s.name("c")}

@@ -34,6 +34,8 @@ func configFlags(fs *flag.FlagSet, cfg *ctrl.Config) *string {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "serve Prometheus metrics on host:port (off when empty)")
 	fs.DurationVar(&cfg.Resync.Duration, "resync-interval", cfg.Resync.Duration, "period of the full resync with the kernel")
 	clusterFlags(fs, &cfg.Cluster)
+	fs.Uint64Var(&cfg.NSRatePerSource, "ns-rate-per-source", cfg.NSRatePerSource, "NS per second from one source that BPF looks at; more are dropped (0: no limit)")
+	fs.Uint64Var(&cfg.NSRateGlobal, "ns-rate-global", cfg.NSRateGlobal, "NS per second from all sources together that BPF looks at (0: no limit)")
 	return fs.String("config", "", "JSON config file (daemon.json keys; flags win)")
 }
 

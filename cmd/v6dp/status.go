@@ -61,6 +61,12 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if rep.Reason != "" {
 		fmt.Fprintf(tw, "why:\t%s\n", rep.Reason)
 	}
+	for _, h := range rep.Hooks {
+		fmt.Fprintf(tw, "  %s:\t%s (%s)\n", h.Job, h.Hook, h.Why)
+	}
+	if rep.FastPath != "" {
+		fmt.Fprintf(tw, "fast path:\t%s\n", rep.FastPath)
+	}
 	fmt.Fprintf(tw, "endpoints:\t%d (kernel proxy entries %d, BPF map entries %d)\n", len(rep.Endpoints), rep.ProxyEntries, rep.BPFEntries)
 	if rep.Version != "" {
 		fmt.Fprintf(tw, "version:\t%s\n", rep.Version)
