@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/v6dp/v6dp/test/frame"
 	"github.com/v6dp/v6dp/test/topo"
@@ -97,6 +98,17 @@ func hostileAttacks() []attack {
 			harm: func(t *testing.T, l *link) string { return neighHarm(t, l.Vic, l.Gw, l.Atk.MAC) },
 		})
 	}
+	as = append(as, attack{
+		// A routing header with Segments Left 0 is skipped by the
+		// receiver (RFC 8200 4.4), but only on a unicast packet.
+		name: "NA for the gateway behind a routing header",
+		frames: func(l *link) [][]byte {
+			msg := frame.NA(frame.NARouter|frame.NAOverride, l.Gw, frame.TLLA(l.Atk.MAC))
+			return [][]byte{frame.Frame(frame.Ether{Dst: l.Vic.MAC, Src: l.Atk.MAC},
+				ndpFrom(l, l.Vic.LL, []frame.Ext{frame.Routing(0)}, msg))}
+		},
+		harm: func(t *testing.T, l *link) string { return neighHarm(t, l.Vic, l.Gw, l.Atk.MAC) },
+	})
 	gatewayNA := func(l *link, ext []frame.Ext) frame.IPv6 {
 		return ndpFrom(l, frame.AllNodes, ext, frame.NA(frame.NARouter|frame.NAOverride, l.Gw, frame.TLLA(l.Atk.MAC)))
 	}
@@ -176,6 +188,14 @@ func hostileAttacks() []attack {
 		})
 	}
 	as = append(as, attack{
+		name: "rogue RA, unicast to the victim",
+		frames: func(l *link) [][]byte {
+			return [][]byte{frame.Frame(frame.Ether{Dst: l.Vic.MAC, Src: l.Atk.MAC},
+				ndpFrom(l, l.Vic.LL, nil, rogueRA(l)))}
+		},
+		harm: routeHarm,
+	})
+	as = append(as, attack{
 		// RFC 7113 section 2: only the second fragment has the ICMPv6
 		// header, so a guard looking at the first sees no RA.
 		name:       "rogue RA after a destination options header in the first fragment",
@@ -214,6 +234,57 @@ func sameL3(f []byte) func(*frame.Decoded) bool {
 		panic(fmt.Sprintf("not an IPv6 frame: %v", err))
 	}
 	return func(d *frame.Decoded) bool { return d.IPv6 && string(d.L3) == string(want.L3) }
+}
+
+// ifaceAddrs reads an interface's MAC and link-local address in ns.
+func ifaceAddrs(t *testing.T, ns, ifname string) (net.HardwareAddr, netip.Addr) {
+	t.Helper()
+	nh := nsHandle(t, ns)
+	defer nh.Close()
+	l, err := nh.LinkByName(ifname)
+	if err != nil {
+		t.Fatalf("%s in %s: %v", ifname, ns, err)
+	}
+	var ll netip.Addr
+	eventually(t, 5*time.Second, func() error {
+		as, err := nh.AddrList(l, netlink.FAMILY_V6)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.IsLinkLocalUnicast() && a.Flags&unix.IFA_F_TENTATIVE == 0 {
+				ll = ip
+				return nil
+			}
+		}
+		return fmt.Errorf("%s in %s has no usable link-local address yet", ifname, ns)
+	})
+	return l.Attrs().HardwareAddr, ll
+}
+
+func echoFrame(e frame.Ether, src, dst netip.Addr, marker []byte) []byte {
+	return frame.Frame(e, frame.IPv6{Src: src, Dst: dst, Proto: frame.ProtoICMPv6, Payload: frame.Echo(0x6d70, 1, marker)})
+}
+
+func hasMarker(m []byte) func(*frame.Decoded) bool {
+	return func(d *frame.Decoded) bool { return d.Contains(m) }
+}
+
+// sendUntilSeen sends f until the capture shows a match, for up to 10
+// seconds: a link that has just come up drops what it is given until the
+// kernel has activated its queue (linkwatch, which a loaded machine runs
+// late).
+func sendUntilSeen(snd *frame.Sender, f []byte, c *frame.Capture, match func(*frame.Decoded) bool) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := snd.Send(f); err != nil {
+			return err
+		}
+		_, err := c.WaitFor(match, 250*time.Millisecond)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+	}
 }
 
 // nsHandle is a netlink handle inside namespace ns.
@@ -311,6 +382,7 @@ func routeHarm(t *testing.T, l *link) string {
 func TestHostileFramesHarm(t *testing.T) {
 	for _, a := range hostileAttacks() {
 		t.Run(a.name, func(t *testing.T) {
+			t.Parallel()
 			tp := topo.New(t)
 			l := &link{
 				Atk:    party{NS: tp.NS("atk"), If: "eth0", MAC: net.HardwareAddr{0x02, 0x42, 0xac, 0x11, 0, 2}, Addr: netip.MustParseAddr("2001:db8::1:2")},
@@ -349,14 +421,29 @@ func TestHostileFramesHarm(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer snd.Close()
+			c, err := frame.NewCapture(v, "eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			replies, err := frame.NewCapture(l.Atk.NS, "eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer replies.Close()
+			// The victim's stack is up before the attack is judged:
+			// it answers a control echo request. (A fresh link drops
+			// frames, and its IPv6 has no link-local address, until
+			// the kernel's linkwatch has run, late on a busy machine.)
+			m := []byte("v6dp-hostile-control-" + tp.Tag)
+			ctl := echoFrame(frame.Ether{Dst: l.Vic.MAC, Src: l.Atk.MAC}, l.Atk.LL, l.Vic.LL, m)
+			reply := func(d *frame.Decoded) bool { return d.ICMPType() == frame.ICMPEchoReply && d.Contains(m) }
+			if err := sendUntilSeen(snd, ctl, replies, reply); err != nil {
+				t.Fatalf("the victim does not answer a control echo request on the new link: %v", err)
+			}
 			if a.inert != "" {
 				// Delivered, not harmful here: the victim's kernel
 				// drops it in reassembly.
-				c, err := frame.NewCapture(v, "eth0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
 				fs := a.frames(l)
 				if err := snd.Send(fs...); err != nil {
 					t.Fatal(err)
@@ -373,12 +460,20 @@ func TestHostileFramesHarm(t *testing.T) {
 				t.Logf("delivered; no harm to Linux: %s", a.inert)
 				return
 			}
-			if err := snd.Send(a.frames(l)...); err != nil {
+			fs := a.frames(l)
+			if err := snd.Send(fs...); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 2*time.Second, func() error {
+			for _, f := range fs {
+				if _, err := c.WaitFor(sameL3(f), 2*time.Second); err != nil {
+					t.Fatalf("attack frame not delivered: %v", err)
+				}
+			}
+			eventually(t, 3*time.Second, func() error {
 				if a.harm(t, l) == "" {
-					return fmt.Errorf("the frames did no harm to an unguarded victim")
+					neigh, _ := tp.Run(v, "ip", "-6", "neigh", "show", "dev", "eth0")
+					routes, _ := tp.Run(v, "ip", "-6", "route", "show", "table", "all")
+					return fmt.Errorf("the frames did no harm to an unguarded victim; neighbours:\n%sroutes:\n%s", neigh, routes)
 				}
 				return nil
 			})

@@ -111,6 +111,13 @@ func HopByHop(units int) Ext { return options(ProtoHopByHop, units) }
 // DestOpts is a Destination Options header of 8*units bytes of padding.
 func DestOpts(units int) Ext { return options(ProtoDestOpts, units) }
 
+// Routing is a Routing header (RFC 8200 section 4.4) of the given type
+// with Segments Left 0 and no addresses: a receiver skips it and goes on
+// with the next header.
+func Routing(typ uint8) Ext {
+	return Ext{Type: ProtoRouting, Body: []byte{0, typ, 0, 0, 0, 0, 0}}
+}
+
 // Fragment is a Fragment header (RFC 8200 section 4.5). offset is in
 // 8-byte units; offset 0 with more false is an atomic fragment (RFC 6946).
 func Fragment(offset uint16, more bool, id uint32) Ext {

@@ -210,6 +210,7 @@ func TestExtensionHeaders(t *testing.T) {
 		{"hop-by-hop then two destination options", []Ext{HopByHop(2), DestOpts(1), DestOpts(3)},
 			[]uint8{ProtoHopByHop, ProtoDestOpts, ProtoDestOpts}},
 		{"atomic fragment", []Ext{Fragment(0, false, 0x1234)}, []uint8{ProtoFragment}},
+		{"routing header", []Ext{Routing(4)}, []uint8{ProtoRouting}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := Frame(Ether{Dst: macB, Src: macA}, IPv6{Src: srcLL, Dst: AllNodes, HopLimit: 255,
@@ -232,7 +233,12 @@ func TestExtensionHeaders(t *testing.T) {
 			off := 54
 			for _, e := range c.ext {
 				n := 8 * (int(f[off+1]) + 1)
-				if e.Type != ProtoFragment {
+				switch e.Type {
+				case ProtoRouting:
+					if n != 8 || f[off+2] != 4 || f[off+3] != 0 {
+						t.Errorf("routing header % x: want 8 bytes, type 4, segments left 0", f[off:off+n])
+					}
+				case ProtoHopByHop, ProtoDestOpts:
 					checkPadding(t, f[off+2:off+n])
 				}
 				if e.Type == ProtoFragment {
