@@ -81,6 +81,15 @@ done
 ip netns exec $R ip -6 neigh show dev eth0 | grep 2001:db8::c0 | sed 's/^/  router neighbour: /'
 echo "  host eth0 MAC: $(ip -n $H link show eth0 | awk '/ether/ {print $2}')"
 
+say "TCP from the router into c1 (iperf3, 2 s, offloads at their defaults)"
+ip netns exec c1-$TAG iperf3 -s -1 -B 2001:db8::c009 >/dev/null 2>&1 &
+SRV=$!
+sleep 0.3
+ip netns exec $R iperf3 -c 2001:db8::c009 -t 2 -f g 2>&1 | grep -E "sender|receiver" | sed 's/^/  /' ||
+	echo "  TCP transfer failed"
+wait $SRV 2>/dev/null || true
+v6dp stats 2>/dev/null | grep -E "^ *fwd_redirected|^ *fwd_pass_l4csum" | sed 's/^/  /' || true
+
 say "ndisc6 from the router (shows answers sourced from the target: BPF dataplanes)"
 for a in 2001:db8::c009 2001:db8::c00d; do
 	echo "  ndisc6 $a:"; ip netns exec $R ndisc6 -1 -r 1 -w 500 $a eth0 2>&1 | sed 's/^/    /' || true
