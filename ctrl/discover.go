@@ -1,6 +1,7 @@
 package ctrl
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -278,7 +279,8 @@ func (d *Discoverer) Port(index int) (*Endpoint, error) {
 
 func (d *Discoverer) resolve(l netlink.Link, paths map[int]string) (*Endpoint, error) {
 	a := l.Attrs()
-	ep := &Endpoint{HostIf: a.Name, HostIndex: a.Index, HostMAC: a.HardwareAddr, NetnsID: a.NetNsID,
+	// MACs are copied: netlink's slices pin whole receive buffers.
+	ep := &Endpoint{HostIf: a.Name, HostIndex: a.Index, HostMAC: bytes.Clone(a.HardwareAddr), NetnsID: a.NetNsID,
 		Network: d.Bridge, Bridge: a.MasterIndex}
 	if a.NetNsID < 0 {
 		// Both ends in this namespace: not a container's port.
@@ -324,7 +326,7 @@ func (d *Discoverer) resolveByNsid(ep *Endpoint, nsid, peerIndex int) error {
 		return fmt.Errorf("port %s: peer %d in netnsid %d: %w", ep.HostIf, peerIndex, nsid, err)
 	}
 	pa := peer.Attrs()
-	ep.PeerIf, ep.MAC, ep.MTU = pa.Name, pa.HardwareAddr, pa.MTU
+	ep.PeerIf, ep.MAC, ep.MTU = pa.Name, bytes.Clone(pa.HardwareAddr), pa.MTU
 	addrs, err := r.Addrs(nsid, peerIndex)
 	if err != nil {
 		return fmt.Errorf("port %s: addresses in netnsid %d: %w", ep.HostIf, nsid, err)
@@ -343,7 +345,7 @@ func (d *Discoverer) resolveByFile(ep *Endpoint, peerIndex int) error {
 			return fmt.Errorf("peer %d: %w", peerIndex, err)
 		}
 		pa := peer.Attrs()
-		ep.PeerIf, ep.MAC, ep.MTU = pa.Name, pa.HardwareAddr, pa.MTU
+		ep.PeerIf, ep.MAC, ep.MTU = pa.Name, bytes.Clone(pa.HardwareAddr), pa.MTU
 		list, err := h.AddrList(peer, netlink.FAMILY_V6)
 		if err != nil {
 			return fmt.Errorf("addresses: %w", err)

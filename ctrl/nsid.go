@@ -1,6 +1,7 @@
 package ctrl
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ type nsidRoute struct {
 	mu  sync.Mutex
 	fd  int
 	seq uint32
+	buf []byte // receive buffer, reused; replies are copied out of it
 }
 
 // ErrNoTargetNetnsid means the kernel ignored a target namespace id (a
@@ -61,7 +63,10 @@ func (r *nsidRoute) do(typ uint16, flags int, payload []byte) ([]syscall.Netlink
 		return nil, err
 	}
 	var out []syscall.NetlinkMessage
-	buf := make([]byte, 64<<10)
+	if r.buf == nil {
+		r.buf = make([]byte, 64<<10)
+	}
+	buf := r.buf
 	for {
 		n, _, err := unix.Recvfrom(r.fd, buf, 0)
 		if err != nil {
@@ -90,7 +95,10 @@ func (r *nsidRoute) do(typ uint16, flags int, payload []byte) ([]syscall.Netlink
 				}
 				return out, nil
 			}
-			out = append(out, m)
+			// A copy: what is parsed from a reply (a MAC) must not pin
+			// the buffer, nor change when it is reused (measured: 64 KiB
+			// kept alive per endpoint otherwise).
+			out = append(out, syscall.NetlinkMessage{Header: m.Header, Data: bytes.Clone(m.Data)})
 			if flags&unix.NLM_F_DUMP != unix.NLM_F_DUMP && m.Header.Flags&unix.NLM_F_MULTI == 0 {
 				return out, nil
 			}
