@@ -248,23 +248,24 @@ func bridgePorts(bridgeIndex int) (map[int]string, error) {
 	return out, nil
 }
 
-// policyPoll is how often the watcher re-reads the host's firewall, which
-// sends no events v6dp listens to; forwarding changes arrive as netconf
-// events at once.
+// policyPoll is how often the watcher re-reads the host's forwarding and
+// firewall besides the events: nftables and netconf changes arrive at
+// once; legacy ip6tables sends none.
 const policyPoll = time.Second
 
 // watch keeps the uplink config in line with the host's forwarding and
 // firewall until ctx ends.
 func (b *bpfAccel) watch(ctx context.Context, uplink string) {
 	defer close(b.done)
-	events := subscribeNetconf(ctx)
+	netconf, nft := subscribeNetconf(ctx), subscribeNftables(ctx)
 	t := time.NewTicker(policyPoll)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-events:
+		case <-netconf:
+		case <-nft:
 		case <-t.C:
 		}
 		p := readHostPolicy(uplink)
