@@ -90,6 +90,24 @@ func TestNACheck(t *testing.T) {
 			wantValid, wantWrong = v, w
 		}
 	}
+	// An announcement (to all-nodes, S clear): passed, not counted; with
+	// S set it is wrong.
+	ann := naAnswer(t, tLive, func(f []byte) {
+		copy(f[0:6], []byte{0x33, 0x33, 0, 0, 0, 1})
+		f[icmp+4] &^= 0x40
+	})
+	if got := runTC(t, c.prog, ann); got != tcActOK {
+		t.Errorf("an unsolicited NA: verdict %d, want pass", got)
+	}
+	if v, w, _ := c.read(); v != wantValid || w != wantWrong {
+		t.Errorf("an unsolicited NA was counted")
+	}
+	ann[icmp+4] |= 0x40
+	runTC(t, c.prog, ann)
+	if _, w, _ := c.read(); w != wantWrong+1 {
+		t.Errorf("an NA to all-nodes with S set was not counted wrong")
+	}
+	wantWrong++
 	// Not an NA: passed, not counted.
 	ns, err := nsFrame(tRouterMAC, tRouter, tLive)
 	if err != nil {
@@ -108,7 +126,8 @@ func TestNACheck(t *testing.T) {
 func TestUDPCheck(t *testing.T) {
 	sent := udpFrame(tHostMAC, tRouterMAC, tRouter, tLive, 64, fwdFrameLen)
 	other := udpFrame(tHostMAC, tRouterMAC, tRouter, tDead, 64, fwdFrameLen)
-	c, err := newUDPCheck([][]byte{sent, other})
+	ctMAC := net.HardwareAddr{0x02, 0x42, 0xac, 0x11, 0, 2}
+	c, err := newUDPCheck([][]byte{sent, other}, []net.HardwareAddr{ctMAC, ctMAC})
 	if err != nil {
 		t.Fatalf("%+v", err)
 	}
@@ -116,6 +135,7 @@ func TestUDPCheck(t *testing.T) {
 	arrived := func(edit func(f []byte)) []byte {
 		f := append([]byte(nil), sent...)
 		f[14+7]--
+		copy(f[0:6], ctMAC)
 		copy(f[6:12], []byte{0x02, 0xbb, 0, 0, 0, 9}) // the bridge's MAC, say
 		if edit != nil {
 			edit(f)
@@ -135,6 +155,14 @@ func TestUDPCheck(t *testing.T) {
 		{"destination MAC", arrived(func(f []byte) { f[0] ^= 1 }), false},
 		{"truncated", arrived(nil)[:70], false},
 		{"padded", append(arrived(nil), 0), false},
+	}
+	// Not the flood's: passed, not counted.
+	tcp := arrived(func(f []byte) { f[14+6] = 6 })
+	if ret := runTC(t, c.progs[0], tcp); ret != tcActOK {
+		t.Errorf("TCP: verdict %d, want pass", ret)
+	}
+	if got, _ := c.read(); got.intact[0]+got.bad[0] != 0 {
+		t.Errorf("TCP was counted")
 	}
 	for _, drop := range []bool{false, true} {
 		if err := c.setDrop(drop); err != nil {

@@ -66,26 +66,28 @@ func (p *prober) drain() {
 var errTimeout = errors.New("no answer")
 
 // probe sends frame (an NS for target) and waits up to timeout for the
-// Neighbor Advertisement for target; it returns the time from just before
-// the send to the answer's kernel receive timestamp.
-func (p *prober) probe(frame []byte, target netip.Addr, timeout time.Duration) (time.Duration, error) {
+// Neighbor Advertisement for target (an unsolicited one, to a multicast
+// group with S clear, is not the answer); it returns the time from just
+// before the send to the answer's kernel receive timestamp, and the answer
+// as it arrived, for the caller to validate whole.
+func (p *prober) probe(frame []byte, target netip.Addr, timeout time.Duration) (time.Duration, *topo.Answer, error) {
 	p.drain()
 	buf := make([]byte, 2048)
 	oob := make([]byte, 128)
 	start := time.Now()
 	deadline := start.Add(timeout)
 	if err := unix.Sendto(p.fd, frame, 0, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IPV6), Ifindex: p.ifindex}); err != nil {
-		return 0, fmt.Errorf("send: %w", err)
+		return 0, nil, fmt.Errorf("send: %w", err)
 	}
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return 0, errTimeout
+			return 0, nil, errTimeout
 		}
 		pfd := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
 		n, err := unix.Poll(pfd, int(left/time.Millisecond)+1)
 		if err != nil && !errors.Is(err, unix.EINTR) {
-			return 0, err
+			return 0, nil, err
 		}
 		if n <= 0 {
 			continue
@@ -98,7 +100,8 @@ func (p *prober) probe(frame []byte, target netip.Addr, timeout time.Duration) (
 		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
 			continue
 		}
-		if t, ok := naTarget(buf[:n]); !ok || t != target {
+		a := topo.ParseNA(buf[:n])
+		if a == nil || a.NA.TargetAddress != target || (a.Dest.IsMulticast() && !a.NA.Solicited) {
 			continue
 		}
 		at := now
@@ -109,7 +112,7 @@ func (p *prober) probe(frame []byte, target netip.Addr, timeout time.Duration) (
 				}
 			}
 		}
-		return at.Sub(start), nil
+		return at.Sub(start), a, nil
 	}
 }
 

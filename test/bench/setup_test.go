@@ -50,13 +50,18 @@ type benchTopo struct {
 	Router, Host string
 	Ports        []port
 	RouterMAC    net.HardwareAddr
+	HostMAC      net.HardwareAddr
 	Frames       [][]byte // NS frame per port, same order
-	TrafgenConf  string
-	StateDir     string
-	PinDir       string
-	dir          string
-	proxyDelay   string // the kernel's default, restored after each config
-	handles      map[string]*netlink.Handle
+	// Dead are addresses of the prefix no container has; the flood
+	// solicits them too (after the live ones), and any answer for them is
+	// a wrong one.
+	Dead        []netip.Addr
+	TrafgenConf string
+	StateDir    string
+	PinDir      string
+	dir         string
+	proxyDelay  string // the kernel's default, restored after each config
+	handles     map[string]*netlink.Handle
 }
 
 func newBenchTopo(b *testing.B, n int) *benchTopo {
@@ -89,6 +94,7 @@ func newBenchTopo(b *testing.B, n int) *benchTopo {
 	tp.MustRun(bt.Host, "ip", "-6", "route", "add", "default", "via", routerAddr, "dev", "eth0")
 	bt.proxyDelay = tp.ReadSysctl(bt.Host, "net.ipv6.neigh.eth0.proxy_delay")
 	bt.RouterMAC = bt.mac(bt.Router, "eth0")
+	bt.HostMAC = bt.mac(bt.Host, "eth0")
 
 	// A stock Docker host: forwarding on, docker0 with fe80::1 and the
 	// route for the containers' prefix.
@@ -149,7 +155,20 @@ func newBenchTopo(b *testing.B, n int) *benchTopo {
 		}
 		bt.Frames = append(bt.Frames, f)
 	}
-	conf.WriteString(trafgenConfig(bt.Frames))
+	flood := append([][]byte(nil), bt.Frames...)
+	for i := 0; i < max(1, n/16); i++ {
+		mac := net.HardwareAddr{0x02, 0x42, 0xac, 0x12, byte(i >> 8), byte(i)}
+		a := pfx
+		copy(a[10:], mac)
+		dead := netip.AddrFrom16(a)
+		f, err := nsFrame(bt.RouterMAC, src, dead)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bt.Dead = append(bt.Dead, dead)
+		flood = append(flood, f)
+	}
+	conf.WriteString(trafgenConfig(flood))
 	bt.TrafgenConf = filepath.Join(bt.dir, "flood.cfg")
 	if err := os.WriteFile(bt.TrafgenConf, []byte(conf.String()), 0o644); err != nil {
 		b.Fatal(err)
