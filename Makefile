@@ -62,7 +62,11 @@ fuzz: deps
 demo: deps build
 	./test/demo.sh $(BIN)
 
-# Side-by-side figures against the kernel path and ndppd (not part of test).
+# Side-by-side figures against the kernel path and ndppd (not part of test):
+# medians of 3 runs with min and max, about 20 minutes. Exits non-zero when a
+# row fails its correctness gate (wrong answers, corrupted datagrams, lost
+# endpoints), never on a figure. V6DP_BENCH_QUICK=1: one small smoke run;
+# V6DP_BENCH_N=64, V6DP_BENCH_RUNS=1, V6DP_BENCH_ROWS=v6dp-tc,... narrow it.
 bench: deps build
 	$(GO) test -count=1 -p 1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/bench/ -v
 

@@ -87,8 +87,12 @@ func count(m *ebpf.Map, key int32, verdict int32, symbol string) asm.Instruction
 // that is the same for every row). Everything else passes.
 type naCheck struct {
 	counts, live *ebpf.Map
+	last         *ebpf.Map // the last wrong NA's first bytes, for the report
 	prog         *ebpf.Program
 }
+
+// naLastSize is the room for the last wrong NA: a whole proxy answer.
+const naLastSize = 128
 
 // NA counter slots.
 const (
@@ -102,10 +106,21 @@ const (
 // other than the TLLA: 86 bytes, hop limit 255, ICMPv6 type 136 code 0,
 // checksum right, S set, O clear, the target live, one TLLA option
 // carrying hostMAC, sent from hostMAC to the router's MAC and address.
-func newNACheck(routerMAC, hostMAC net.HardwareAddr, routerAddr netip.Addr, live []netip.Addr) (*naCheck, error) {
+// NAs for targets outside prefix (the host's own addresses, answered to
+// the router's reachability probes) pass uncounted; prefix must be a /80
+// (the containers' addresses differ in their last 48 bits only).
+func newNACheck(routerMAC, hostMAC net.HardwareAddr, routerAddr netip.Addr, prefix netip.Prefix, live []netip.Addr) (*naCheck, error) {
+	if prefix.Bits() != 80 {
+		return nil, fmt.Errorf("NA check: prefix %s is not a /80", prefix)
+	}
+	pfx := prefix.Addr().As16()
 	c := &naCheck{}
 	var err error
 	if c.counts, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_na", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 2}); err != nil {
+		return nil, err
+	}
+	if c.last, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_na_last", Type: ebpf.Array, KeySize: 4, ValueSize: naLastSize, MaxEntries: 1}); err != nil {
+		c.Close()
 		return nil, err
 	}
 	if c.live, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bench_live", Type: ebpf.Hash, KeySize: 16, ValueSize: 4, MaxEntries: uint32(len(live) + 1)}); err != nil {
@@ -138,6 +153,13 @@ func newNACheck(routerMAC, hostMAC net.HardwareAddr, routerAddr netip.Addr, live
 	insns = append(insns, expectBytes(12, be16(0x86dd), "pass")...)
 	insns = append(insns, expectBytes(ip6+6, []byte{58}, "pass")...)
 	insns = append(insns, expectBytes(icmp, []byte{136}, "pass")...)
+	insns = append(insns,
+		asm.Mov.Reg(asm.R2, asm.R7),
+		asm.Add.Imm(asm.R2, icmp+18),
+		asm.JGT.Reg(asm.R2, asm.R8, "wrong"),
+	)
+	insns = append(insns, expectBytes(icmp+8, pfx[0:8], "pass")...)
+	insns = append(insns, expectBytes(icmp+16, pfx[8:10], "pass")...)
 	// From here every mismatch is a wrong answer.
 	insns = append(insns,
 		asm.Mov.Reg(asm.R2, asm.R7),
@@ -225,7 +247,24 @@ func newNACheck(routerMAC, hostMAC net.HardwareAddr, routerAddr netip.Addr, live
 	}
 	insns = append(insns, asm.JNE.Imm(asm.R0, 0xffff, "wrong"))
 	insns = append(insns, count(c.counts, naValid, tcActShot, "valid")...)
-	insns = append(insns, count(c.counts, naWrong, tcActShot, "wrong")...)
+	// A wrong one is kept (its first full bytes) for the report.
+	insns = append(insns,
+		asm.StoreImm(asm.RFP, -4, 0, asm.Word).WithSymbol("wrong"),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.LoadMapPtr(asm.R1, c.last.FD()),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "wrongcount"),
+		asm.Mov.Reg(asm.R3, asm.R0),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.Mov.Imm(asm.R4, full),
+		asm.LoadMem(asm.R5, asm.R6, skbLen, asm.Word),
+		asm.JGE.Imm(asm.R5, full, "keep"),
+		asm.Mov.Imm(asm.R4, icmp+1),
+		asm.FnSkbLoadBytes.Call().WithSymbol("keep"),
+	)
+	insns = append(insns, count(c.counts, naWrong, tcActShot, "wrongcount")...)
 	insns = append(insns, asm.Mov.Imm(asm.R0, tcActOK).WithSymbol("pass"), asm.Return())
 	c.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "bench_na", Type: ebpf.SchedCLS, AttachType: ebpf.AttachTCXIngress, License: "GPL", Instructions: insns})
 	if err != nil {
@@ -236,6 +275,9 @@ func newNACheck(routerMAC, hostMAC net.HardwareAddr, routerAddr netip.Addr, live
 }
 
 func (c *naCheck) Close() {
+	if c.last != nil {
+		c.last.Close()
+	}
 	if c.prog != nil {
 		c.prog.Close()
 	}
@@ -272,6 +314,20 @@ func (c *naCheck) read() (valid, wrong uint64, err error) {
 	}
 	w, err := perCPUSum(c.counts, naWrong)
 	return v, w, err
+}
+
+// lastWrong describes the last wrong NA counted.
+func (c *naCheck) lastWrong() string {
+	b := make([]byte, naLastSize)
+	if err := c.last.Lookup(uint32(0), &b); err != nil {
+		return err.Error()
+	}
+	a := topo.ParseNA(b[:86])
+	if a == nil {
+		return fmt.Sprintf("% x", b[:86])
+	}
+	return fmt.Sprintf("target %s from %s (%s) to %s (%s), S=%v O=%v, TLLA %s, hop limit %d, RFC 4861 problems %v; bytes % x",
+		a.NA.TargetAddress, a.Source, a.EthSrc, a.Dest, a.EthDst, a.NA.Solicited, a.NA.Override, a.TLLA, a.HopLimit, a.RFC4861(), b[:86])
 }
 
 func perCPUSum(m *ebpf.Map, key uint32) (uint64, error) {

@@ -3,6 +3,7 @@ package bench
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -46,7 +47,7 @@ func runTC(t *testing.T, p *ebpf.Program, frame []byte) uint32 {
 // The router-side check counts the right answer as valid and every way of
 // being wrong as wrong; other traffic passes uncounted.
 func TestNACheck(t *testing.T) {
-	c, err := newNACheck(tRouterMAC, tHostMAC, tRouter, []netip.Addr{tLive})
+	c, err := newNACheck(tRouterMAC, tHostMAC, tRouter, netip.MustParsePrefix(ctPrefix), []netip.Addr{tLive})
 	if err != nil {
 		t.Fatalf("%+v", err)
 	}
@@ -90,6 +91,9 @@ func TestNACheck(t *testing.T) {
 			wantValid, wantWrong = v, w
 		}
 	}
+	if got := c.lastWrong(); !strings.Contains(got, "target "+tLive.String()) {
+		t.Errorf("the last wrong NA is not reported: %s", got)
+	}
 	// An announcement (to all-nodes, S clear): passed, not counted; with
 	// S set it is wrong.
 	ann := naAnswer(t, tLive, func(f []byte) {
@@ -108,6 +112,15 @@ func TestNACheck(t *testing.T) {
 		t.Errorf("an NA to all-nodes with S set was not counted wrong")
 	}
 	wantWrong++
+	// An NA for the host's own address (a reachability probe's answer):
+	// passed, not counted.
+	host := naAnswer(t, netip.MustParseAddr(hostAddr), nil)
+	if got := runTC(t, c.prog, host); got != tcActOK {
+		t.Errorf("an NA for the host's address: verdict %d, want pass", got)
+	}
+	if v, w, _ := c.read(); v != wantValid || w != wantWrong {
+		t.Errorf("an NA for the host's address was counted")
+	}
 	// Not an NA: passed, not counted.
 	ns, err := nsFrame(tRouterMAC, tRouter, tLive)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -201,7 +202,7 @@ func BenchmarkNDPFlood(b *testing.B) {
 	for _, n := range p.Ns {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			bt := newBenchTopo(b, n)
-			check, err := newNACheck(bt.RouterMAC, bt.HostMAC, routerAddr6(), portAddrs(bt))
+			check, err := newNACheck(bt.RouterMAC, bt.HostMAC, routerAddr6(), netip.MustParsePrefix(ctPrefix), portAddrs(bt))
 			if err != nil {
 				b.Fatalf("NA check: %+v", err)
 			}
@@ -342,7 +343,7 @@ func (bt *benchTopo) measure(c config, p params, check *naCheck) row {
 		}
 		r.Runs = append(r.Runs, fr)
 		if fr.Wrong > 0 {
-			r.Failed = addFailure(r.Failed, "wrong NAs during the flood (invalid, for a dead address, or not to the router)")
+			r.Failed = addFailure(r.Failed, "wrong NAs during the flood (invalid, for a dead address, or not to the router); the last: "+check.lastWrong())
 		}
 		r.Failed = append(r.Failed, bt.lostEndpoints(c)...)
 	}
