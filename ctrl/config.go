@@ -70,6 +70,8 @@ type Config struct {
 	// NS flood limits on the uplink, NS per second (0: no limit).
 	NSRatePerSource uint64 `json:"ns-rate-per-source"`
 	NSRateGlobal    uint64 `json:"ns-rate-global"`
+	// NDPHook overrides where auto answers NS: auto, xdp or tc.
+	NDPHook string `json:"ndp-hook,omitempty"`
 }
 
 // NS flood limits (RFC 6583). A router resolving every container after a
@@ -302,6 +304,15 @@ func (c Config) Validate() (*Resolved, error) {
 	case DataplaneAuto, DataplaneKernel, DataplaneXDP, DataplaneTC:
 	default:
 		return nil, fmt.Errorf("dataplane: %q is not one of auto, kernel, xdp, tc", c.Dataplane)
+	}
+	switch c.NDPHook {
+	case "", DataplaneAuto:
+	case DataplaneXDP, DataplaneTC:
+		if c.Dataplane != DataplaneAuto {
+			return nil, fmt.Errorf("ndp-hook: %s needs dataplane auto (dataplane %s puts every job on one hook)", c.NDPHook, c.Dataplane)
+		}
+	default:
+		return nil, fmt.Errorf("ndp-hook: %q is not one of auto, xdp, tc", c.NDPHook)
 	}
 	if c.Dataplane != DataplaneKernel && c.Dataplane != DataplaneAuto && c.Uplink == "" {
 		return nil, fmt.Errorf("uplink: required with dataplane %s: the programs attach to it", c.Dataplane)

@@ -25,6 +25,7 @@ func configFlags(fs *flag.FlagSet, cfg *ctrl.Config) *string {
 	fs.BoolVar(&cfg.NDPProxy, "ndp-proxy", cfg.NDPProxy, "answer Neighbor Solicitations on the uplink for container addresses")
 	fs.StringVar(&cfg.Addressing, "addressing", cfg.Addressing, "container addresses: auto (mac for /80 or shorter, else sequential), mac, sequential")
 	fs.StringVar(&cfg.Dataplane, "dataplane", cfg.Dataplane, "auto, kernel, xdp or tc")
+	fs.StringVar(&cfg.NDPHook, "ndp-hook", cfg.NDPHook, "with dataplane auto: where NS are answered, auto, xdp (native where it works) or tc; forwarding stays on tc")
 	fs.StringVar(&cfg.NASource, "na-source", cfg.NASource, "source address of BPF answers: target or link-local")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory for v6dp's runtime state")
 	fs.StringVar(&cfg.PinDir, "pin-dir", cfg.PinDir, "bpffs directory for pinned programs and maps")
