@@ -246,7 +246,7 @@ func ifaceAddrs(t *testing.T, ns, ifname string) (net.HardwareAddr, netip.Addr) 
 		t.Fatalf("%s in %s: %v", ifname, ns, err)
 	}
 	var ll netip.Addr
-	eventually(t, 5*time.Second, func() error {
+	eventually(t, linkWait, func() error {
 		as, err := nh.AddrList(l, netlink.FAMILY_V6)
 		if err != nil {
 			return err
@@ -270,12 +270,16 @@ func hasMarker(m []byte) func(*frame.Decoded) bool {
 	return func(d *frame.Decoded) bool { return d.Contains(m) }
 }
 
-// sendUntilSeen sends f until the capture shows a match, for up to 10
-// seconds: a link that has just come up drops what it is given until the
-// kernel has activated its queue (linkwatch, which a loaded machine runs
-// late).
+// linkWait bounds the wait for a fresh link to carry frames: until the
+// kernel's linkwatch has run, a veth drops what it is given and has no
+// link-local address, and linkwatch waits for the RTNL lock, which the
+// teardown of other tests' namespaces holds for seconds at a time.
+const linkWait = 30 * time.Second
+
+// sendUntilSeen sends f until the capture shows a match, for up to
+// linkWait.
 func sendUntilSeen(snd *frame.Sender, f []byte, c *frame.Capture, match func(*frame.Decoded) bool) error {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(linkWait)
 	for {
 		if err := snd.Send(f); err != nil {
 			return err
@@ -426,6 +430,11 @@ func TestHostileFramesHarm(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
+			// Both links ready (a usable link-local address on each),
+			// and the victim able to answer without resolving first.
+			ifaceAddrs(t, l.Atk.NS, "eth0")
+			ifaceAddrs(t, v, "eth0")
+			tp.MustRun(v, "ip", "-6", "neigh", "replace", l.Atk.LL.String(), "lladdr", l.Atk.MAC.String(), "nud", "stale", "dev", "eth0")
 			replies, err := frame.NewCapture(l.Atk.NS, "eth0")
 			if err != nil {
 				t.Fatal(err)
