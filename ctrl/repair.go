@@ -188,8 +188,10 @@ func (o *ops) repair(periodic bool) {
 		return
 	}
 	h, changes, err := ensureHost(d.cfg, j)
-	if serr := d.store.SaveJournal(j); serr != nil {
-		slog.Warn("repair: saving the journal", "err", serr)
+	if len(changes) > 0 {
+		if serr := d.store.SaveJournal(j); serr != nil {
+			slog.Warn("repair: saving the journal", "err", serr)
+		}
 	}
 	if h == nil {
 		if !o.waiting {
@@ -381,22 +383,30 @@ func (o *ops) repairPrograms() (reapply bool) {
 		return false
 	}
 	up := d.host.Uplink.Attrs()
-	at, err := loader.Attached(d.cfg.PinDir)
+	// The pins tell without a netlink request per interface; a clsact
+	// filter (kernels without TCX) has no pin and is looked up instead.
+	pins, err := loader.Pins(d.cfg.PinDir)
 	if err != nil {
-		slog.Warn("repair: reading attachments", "err", err)
+		slog.Warn("repair: reading pins", "err", err)
 		return false
 	}
 	found := false
-	for _, a := range at {
-		found = found || a.Ifindex == up.Index
+	if o.mode == loader.ModeTCLegacy {
+		at, err := loader.Attached(d.cfg.PinDir)
+		if err != nil {
+			slog.Warn("repair: reading attachments", "err", err)
+			return false
+		}
+		for _, a := range at {
+			found = found || a.Ifindex == up.Index
+		}
+	}
+	for _, p := range pins {
+		found = found || (p.Kind == "link" && p.Hook == "uplink" && p.Ifindex == up.Index && !p.Defunct)
 	}
 	if !found {
 		o.attachUplink(bpf, up.Index)
 		o.repaired("uplink program", "uplink", up.Name, "mode", string(o.mode))
-	}
-	pins, err := loader.Pins(d.cfg.PinDir)
-	if err != nil {
-		slog.Warn("repair: reading pins", "err", err)
 	}
 	ports := map[int]string{}
 	for _, ep := range d.ports() {
