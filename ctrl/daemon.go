@@ -273,7 +273,7 @@ func (d *Daemon) resync(periodic bool) {
 		j, err := d.store.Journal()
 		if err == nil {
 			forgetGonePorts(j)
-			if h, err := EnsureHost(d.cfg, j); err != nil {
+			if h, err := d.ops.ensureHost(j); err != nil {
 				slog.Warn("host configuration", "err", err)
 			} else {
 				d.host = h

@@ -40,8 +40,9 @@ type Repair struct {
 type ops struct {
 	d  *Daemon
 	rt *Runtime
-	// mode is how the uplink program was attached ("" on the kernel path).
-	mode loader.Mode
+	// modes are how the uplink's programs were attached at start (none on
+	// the kernel path; XDP and TC both when each does a job).
+	modes []loader.Mode
 	// kick wakes the daemon for a repair pass after a relevant event.
 	kick chan struct{}
 	done chan struct{}
@@ -57,7 +58,18 @@ type ops struct {
 // newOps starts the event watch. Without events the periodic pass still
 // repairs, only later.
 func newOps(d *Daemon, rt *Runtime) *ops {
-	o := &ops{d: d, rt: rt, mode: loader.Mode(rt.Attach), kick: make(chan struct{}, 1), done: make(chan struct{})}
+	o := &ops{d: d, rt: rt, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	if _, ok := d.accel.(*bpfAccel); ok && d.host.Uplink != nil {
+		at, err := loader.Attached(d.cfg.PinDir)
+		if err != nil {
+			slog.Warn("repair: reading the uplink's attachments", "err", err)
+		}
+		for _, a := range at {
+			if a.Ifindex == d.host.Uplink.Attrs().Index {
+				o.modes = append(o.modes, a.Mode)
+			}
+		}
+	}
 	rt.Version = Version
 	slog.Info("v6dp daemon", "version", Version)
 	o.remember(d.host)
@@ -187,12 +199,7 @@ func (o *ops) repair(periodic bool) {
 		slog.Warn("repair: reading the journal", "err", err)
 		return
 	}
-	h, changes, err := ensureHost(d.cfg, j)
-	if len(changes) > 0 {
-		if serr := d.store.SaveJournal(j); serr != nil {
-			slog.Warn("repair: saving the journal", "err", serr)
-		}
-	}
+	h, err := o.ensureHost(j)
 	if h == nil {
 		if !o.waiting {
 			slog.Warn("repair: waiting for the host's links", "err", err)
@@ -203,9 +210,6 @@ func (o *ops) repair(periodic bool) {
 	o.waiting = false
 	if err != nil {
 		slog.Warn("repair: host configuration", "err", err)
-	}
-	for _, c := range changes {
-		o.repaired(c.what, c.attrs...)
 	}
 	rescan := o.follow(h)
 	o.repairProxies()
@@ -226,16 +230,36 @@ func (o *ops) repair(periodic bool) {
 	}
 }
 
+// ensureHost puts the host configuration back (EnsureHost), each change
+// a repair: the daemon set all of it up at start.
+func (o *ops) ensureHost(j *Journal) (*Host, error) {
+	h, changes, err := ensureHost(o.d.cfg, j)
+	for _, c := range changes {
+		o.repaired(c.what, c.attrs...)
+	}
+	if len(changes) > 0 {
+		if serr := o.d.store.SaveJournal(j); serr != nil {
+			slog.Warn("repair: saving the journal", "err", serr)
+		}
+		if serr := o.d.store.SaveRuntime(o.rt); serr != nil {
+			slog.Warn("repair: saving the runtime record", "err", serr)
+		}
+	}
+	return h, err
+}
+
 // follow takes up a bridge or uplink that was created again (a new
 // ifindex) or an uplink with a new MAC, and reports whether the ports
 // need a new scan.
 func (o *ops) follow(h *Host) (rescan bool) {
 	d := o.d
-	old := d.host
+	// Compared with what ops saw last, not with d.host: a resync may have
+	// taken up the new links already.
+	oldBridge, oldUplink := int(o.bridgeIndex.Load()), int(o.uplinkIndex.Load())
 	d.host = h
 	bpf, _ := d.accel.(*bpfAccel)
-	if h.Bridge.Attrs().Index != old.Bridge.Attrs().Index {
-		o.repaired("bridge re-created", "bridge", d.cfg.Bridge, "old_ifindex", old.Bridge.Attrs().Index, "ifindex", h.Bridge.Attrs().Index)
+	if h.Bridge.Attrs().Index != oldBridge {
+		o.repaired("bridge re-created", "bridge", d.cfg.Bridge, "old_ifindex", oldBridge, "ifindex", h.Bridge.Attrs().Index)
 		d.setBridge(h.Bridge)
 		o.reattachContainers(h.Bridge)
 		if bpf != nil {
@@ -259,7 +283,7 @@ func (o *ops) follow(h *Host) (rescan bool) {
 	}
 	up := h.Uplink.Attrs()
 	switch {
-	case old.Uplink == nil || up.Index != old.Uplink.Attrs().Index:
+	case up.Index != oldUplink:
 		o.repaired("uplink re-created", "uplink", up.Name, "ifindex", up.Index, "mac", up.HardwareAddr.String())
 		if bpf != nil {
 			cfg := bpf.fwd.uplink
@@ -268,12 +292,14 @@ func (o *ops) follow(h *Host) (rescan bool) {
 				cfg.LinkLocal = ll
 			}
 			o.setUplinkConfig(bpf, cfg)
-			if old.Uplink != nil {
-				if err := loader.Detach(d.cfg.PinDir, old.Uplink.Attrs().Index); err != nil && !errors.Is(err, loader.ErrNotAttached) {
+			if oldUplink != 0 {
+				if err := loader.Detach(d.cfg.PinDir, oldUplink); err != nil && !errors.Is(err, loader.ErrNotAttached) {
 					slog.Warn("removing the old uplink's program pins", "err", err)
 				}
 			}
-			o.attachUplink(bpf, up.Index)
+			for _, m := range o.modes {
+				o.attachUplink(bpf, up.Index, m)
+			}
 		}
 		o.announceAll()
 		rescan = true
@@ -298,16 +324,18 @@ func (o *ops) setUplinkConfig(b *bpfAccel, cfg loader.UplinkConfig) {
 	b.fwd.uplink = cfg
 }
 
-func (o *ops) attachUplink(b *bpfAccel, ifindex int) {
+// attachUplink attaches the uplink program of mode to ifindex, the way
+// the daemon did at start.
+func (o *ops) attachUplink(b *bpfAccel, ifindex int, mode loader.Mode) {
 	var err error
-	switch o.mode {
+	switch mode {
 	case loader.ModeXDPNative, loader.ModeXDPGeneric:
-		_, err = b.dp.AttachXDP(ifindex, o.mode == loader.ModeXDPNative)
+		_, err = b.dp.AttachXDP(ifindex, mode == loader.ModeXDPNative)
 	default:
 		_, err = b.dp.AttachTC(ifindex)
 	}
 	if err != nil {
-		slog.Warn("repair: attaching the uplink program; the kernel path answers", "err", err)
+		slog.Warn("repair: attaching the uplink program; the kernel path answers", "mode", string(mode), "err", err)
 	}
 }
 
@@ -379,7 +407,7 @@ func (o *ops) repairProxies() {
 func (o *ops) repairPrograms() (reapply bool) {
 	d := o.d
 	bpf, ok := d.accel.(*bpfAccel)
-	if !ok || d.host.Uplink == nil || o.mode == "" {
+	if !ok || d.host.Uplink == nil || len(o.modes) == 0 {
 		return false
 	}
 	up := d.host.Uplink.Attrs()
@@ -390,23 +418,32 @@ func (o *ops) repairPrograms() (reapply bool) {
 		slog.Warn("repair: reading pins", "err", err)
 		return false
 	}
-	found := false
-	if o.mode == loader.ModeTCLegacy {
-		at, err := loader.Attached(d.cfg.PinDir)
-		if err != nil {
-			slog.Warn("repair: reading attachments", "err", err)
-			return false
-		}
-		for _, a := range at {
-			found = found || a.Ifindex == up.Index
-		}
-	}
+	live := map[string]bool{}
 	for _, p := range pins {
-		found = found || (p.Kind == "link" && p.Hook == "uplink" && p.Ifindex == up.Index && !p.Defunct)
+		if p.Kind == "link" && p.Hook == "uplink" && p.Ifindex == up.Index && !p.Defunct {
+			live[p.Type] = true
+		}
 	}
-	if !found {
-		o.attachUplink(bpf, up.Index)
-		o.repaired("uplink program", "uplink", up.Name, "mode", string(o.mode))
+	for _, m := range o.modes {
+		kind := "tcx"
+		switch m {
+		case loader.ModeXDPNative, loader.ModeXDPGeneric:
+			kind = "xdp"
+		case loader.ModeTCLegacy:
+			at, err := loader.Attached(d.cfg.PinDir)
+			if err != nil {
+				slog.Warn("repair: reading attachments", "err", err)
+				continue
+			}
+			for _, a := range at {
+				live["tcx"] = live["tcx"] || (a.Ifindex == up.Index && a.Mode == loader.ModeTCLegacy)
+			}
+		}
+		if live[kind] {
+			continue
+		}
+		o.attachUplink(bpf, up.Index, m)
+		o.repaired("uplink program", "uplink", up.Name, "mode", string(m))
 	}
 	ports := map[int]string{}
 	for _, ep := range d.ports() {
