@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -117,8 +118,8 @@ func TestBPFFSMounted(t *testing.T) {
 		t.Errorf("in the daemon's mount namespace /sys/fs/bpf is %q, want bpf", strings.TrimSpace(out))
 	}
 	st := s.MustRun("", "nsenter", mnt, "--net=/run/netns/"+s.Host, v6dpBin, "status", "--state-dir", s.StateDir)
-	for _, want := range []string{"dataplane:    tc (tcx)", s.PinDir + "/v6dp_endpoints", s.PinDir + "/link_tcx_"} {
-		if !strings.Contains(st, want) {
+	for _, want := range []string{`dataplane:\s+tc \(tcx\)`, s.PinDir + "/v6dp_endpoints", s.PinDir + "/link_tcx_"} {
+		if !regexp.MustCompile(want).MatchString(st) {
 			t.Errorf("status in the daemon's mount namespace lacks %q:\n%s", want, st)
 		}
 	}
