@@ -82,7 +82,7 @@ func Cleanup(st Store) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	for _, f := range []string{"journal.json", "daemon.json", "lock", clusterStatusFile} {
+	for _, f := range []string{"journal.json", "daemon.json", "lock", clusterStatusFile, withdrawnFile} {
 		_ = os.Remove(st.path(f))
 	}
 	_ = os.Remove(st.path("containers"))

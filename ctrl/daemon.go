@@ -96,7 +96,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		}
 	}
 	defer os.Remove(st.path("daemon.json"))
-	cl, err := startCluster(ctx, r, st)
+	cl, err := startCluster(ctx, r, st, d.metrics)
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ type metrics struct {
 	addresses atomic.Int64
 	endpoints atomic.Int64
 	conflicts atomic.Int64
+	cluster   atomic.Pointer[cluster] // nil without a cluster layout
 
 	packets       *prometheus.Desc
 	live          *prometheus.Desc
@@ -55,6 +56,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.ports
 	ch <- m.conflictsDesc
 	ch <- m.dataplaneInfo
+	describeCluster(ch)
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -62,6 +64,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.ports, prometheus.GaugeValue, float64(m.endpoints.Load()))
 	ch <- prometheus.MustNewConstMetric(m.conflictsDesc, prometheus.CounterValue, float64(m.conflicts.Load()))
 	ch <- prometheus.MustNewConstMetric(m.dataplaneInfo, prometheus.GaugeValue, 1, m.dataplane)
+	m.cluster.Load().collect(ch)
 	if m.dataplane == DataplaneKernel {
 		return
 	}

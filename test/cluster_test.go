@@ -35,7 +35,10 @@ func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	c := &cluster{Topo: topo.New(t), hosts: map[int]*clusterHost{}}
 	c.Router = c.NS("router")
-	c.MustRun(c.Router, "ip", "link", "add", "seg", "type", "bridge", "mcast_snooping", "0")
+	// A fixed MAC: a bridge without one takes its lowest port's, which
+	// changes as hosts join and leaves every host's neighbour entry for
+	// the router stale (a real router's MAC does not move).
+	c.MustRun(c.Router, "ip", "link", "add", "seg", "address", "02:00:00:00:ff:ff", "type", "bridge", "mcast_snooping", "0")
 	c.Sysctl(c.Router, "net.ipv6.conf.seg.accept_dad", "0")
 	c.MustRun(c.Router, "ip", "addr", "add", clusterRouterAddr+"/64", "dev", "seg", "nodad")
 	c.MustRun(c.Router, "ip", "link", "set", "seg", "up")
@@ -204,10 +207,13 @@ type clusterStatus struct {
 		BGP *struct {
 			RouterID  string   `json:"router_id"`
 			Announced []string `json:"announced"`
+			Withdrawn bool     `json:"withdrawn"`
 			Sessions  []struct {
-				Router    string `json:"router"`
-				State     string `json:"state"`
-				LastError string `json:"last_error"`
+				Router          string `json:"router"`
+				State           string `json:"state"`
+				LastError       string `json:"last_error"`
+				FailedConnects  int    `json:"failed_connects"`
+				GracefulRestart bool   `json:"graceful_restart"`
 			} `json:"sessions"`
 		} `json:"bgp"`
 	} `json:"cluster"`

@@ -25,6 +25,9 @@ Usage:
   v6dp stats [--json]                 the BPF dataplane's counters
   v6dp plan PREFIX [--hosts N] [--role ROLE] [--json]
                                       compute and check an address plan
+  v6dp withdraw                       routed cluster: take the host out of service
+                                      (withdraw its prefixes, also across restarts)
+  v6dp announce                       put it back (announce its prefixes again)
   v6dp cleanup                        remove everything v6dp created
   v6dp version                        the version, commit and Go release it was built with
 
@@ -63,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return cmdPlan(rest, stdout, stderr)
 	case "cleanup":
 		return cmdCleanup(rest, stdout, stderr)
+	case "withdraw", "announce":
+		return cmdWithdraw(cmd, rest, stdout, stderr)
 	case "version", "--version":
 		return cmdVersion(rest, stdout, stderr)
 	case "help", "-h", "--help":
