@@ -138,7 +138,8 @@ func (o *ops) watch() error {
 				switch {
 				case a.Name == cfg.Uplink || int32(a.Index) == o.uplinkIndex.Load():
 					// Any change of the uplink: deleted, created again,
-					// a new MAC, its XDP program detached.
+					// a new MAC. (A detached XDP or TCX link sends no
+					// event; the periodic pass finds it.)
 					o.wake()
 				case a.Name == cfg.Bridge:
 					if gone || int32(a.Index) != o.bridgeIndex.Load() || a.Flags&net.FlagUp == 0 {

@@ -241,10 +241,12 @@ func (s *seed) mustIfindex(t *testing.T, dev string) int {
 	return int(idx)
 }
 
-// With XDP on the uplink a detached program is seen on the link event.
+// A detached XDP program on the uplink is attached again at the next
+// resync (the kernel sends no link event when an XDP link is detached)
+// and answers again.
 func TestRepairXDPProgram(t *testing.T) {
 	s := newSeed(t, "2001:db8::c008/125")
-	d := s.startDaemon(t, s.daemonArgs("xdp"))
+	d := s.startDaemon(t, s.daemonArgs("xdp", "--resync-interval", "1s"))
 	addr := s.addContainer(t, s.name("rx"))
 	s.waitLive(t, addr, true)
 	n := len(d.logLines())
