@@ -230,11 +230,69 @@ func (h *clusterHost) status(t *testing.T) clusterStatus {
 	return st
 }
 
+// clusterPlan is `v6dp plan --json` for the cluster layouts: the tests run
+// the daemons with exactly the flags the planner prints, and the router
+// with its BIRD configuration.
+type clusterPlan struct {
+	Hosts []struct {
+		Number      int      `json:"number"`
+		FixedCIDRv6 string   `json:"fixed-cidr-v6"`
+		Daemon      []string `json:"daemon"`
+	} `json:"hosts"`
+	Router string `json:"router"`
+	BIRD   string `json:"bird"`
+}
+
+func planCluster(t *testing.T, args ...string) clusterPlan {
+	t.Helper()
+	out, err := exec.Command(v6dpBin, append([]string{"plan", "2001:db8::/32", "--json"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("v6dp plan: %v: %s", err, out)
+	}
+	var p clusterPlan
+	if err := json.Unmarshal(out, &p); err != nil {
+		t.Fatalf("v6dp plan --json: %v: %s", err, out)
+	}
+	if p.Router != clusterRouterAddr {
+		t.Fatalf("plan puts the router at %s, the topology at %s", p.Router, clusterRouterAddr)
+	}
+	return p
+}
+
+// daemonArgs returns host n's daemon flags from the plan (without "v6dp
+// daemon"), checking that the plan gives the host the topology's prefix.
+func (p clusterPlan) daemonArgs(t *testing.T, h *clusterHost) []string {
+	t.Helper()
+	for _, ph := range p.Hosts {
+		if ph.Number == h.N {
+			if ph.FixedCIDRv6 != h.Prefix {
+				t.Fatalf("plan gives host %d %s, the topology %s", h.N, ph.FixedCIDRv6, h.Prefix)
+			}
+			return append([]string(nil), ph.Daemon[2:]...)
+		}
+	}
+	t.Fatalf("plan has no host %d", h.N)
+	return nil
+}
+
 // ping sends count echo requests from container ns to addr and returns
 // an error unless every one is answered.
 func ping(ns, addr string, count int) error {
 	_, err := topo.Run(ns, "ping", "-6", "-n", "-q", "-c", fmt.Sprint(count), "-i", "0.01", "-W", "1", addr)
 	return err
+}
+
+// reach pings addr from ns until one echo comes back, for up to 10 s: a
+// loaded machine can hold a fresh link's first packets for seconds.
+func reach(ns, addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := ping(ns, addr, 1)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // pingAll has every container of every host ping every container of every
@@ -254,9 +312,7 @@ func pingAll(t *testing.T, addrs map[int]map[string]string) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						// The first packet of a pair may wait for
-						// neighbour resolution on both hops.
-						if err := ping(src, dst, 3); err != nil {
+						if err := reach(src, dst); err != nil {
 							mu.Lock()
 							errs = append(errs, fmt.Sprintf("host %d %s -> host %d %s: %v", n, src, m, dst, err))
 							mu.Unlock()
@@ -307,7 +363,7 @@ func TestClusterDaemonsPerNetns(t *testing.T) {
 			t.Errorf("host %d: endpoints map not pinned in the namespace's pin directory: %v", x.h.N, err)
 		}
 		// Each host's router (the host itself) reaches its container.
-		if err := ping(x.h.NS, x.addr, 1); err != nil {
+		if err := reach(x.h.NS, x.addr); err != nil {
 			t.Errorf("host %d: %v", x.h.N, err)
 		}
 	}
@@ -320,7 +376,7 @@ func TestClusterDaemonsPerNetns(t *testing.T) {
 	if st := h2.status(t); st.Daemon != "running" || st.Counters == nil {
 		t.Errorf("host 2 after host 1's cleanup: daemon %s, counters %v", st.Daemon, st.Counters)
 	}
-	if err := ping(h2.NS, a2, 1); err != nil {
+	if err := reach(h2.NS, a2); err != nil {
 		t.Errorf("host 2 after host 1's cleanup: %v", err)
 	}
 }
@@ -337,12 +393,11 @@ func TestClusterSwitched(t *testing.T) {
 
 func testClusterSwitched(t *testing.T, dp string) {
 	c := newCluster(t)
+	plan := planCluster(t, "--role", "switched")
 	addrs := map[int]map[string]string{}
 	for n := 1; n <= 2; n++ {
 		h := c.addHost(t, n, fmt.Sprintf("2001:db8:%d::/64", n))
-		other := 3 - n
-		h.startDaemon(t, "--ipv6", "--fixed-cidr-v6", h.Prefix, "--uplink", "eth0", "--dataplane", dp,
-			"--peer", fmt.Sprintf("2001:db8:%d::/64=2001:db8::%d", other, other))
+		h.startDaemon(t, append(plan.daemonArgs(t, h), "--dataplane", dp)...)
 		addrs[n] = map[string]string{}
 		for i := 1; i <= 2; i++ {
 			name := fmt.Sprintf("h%dc%d-%s", n, i, c.Tag)

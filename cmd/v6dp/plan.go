@@ -18,6 +18,8 @@ func cmdPlan(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&opts.RouterRoutes, "router-routes", false, "the router routes each container prefix to its host (no NDP proxy)")
 	fs.StringVar(&opts.Uplink, "uplink", "", "the hosts' uplink name (default eth0)")
 	fs.StringVar(&opts.Bridge, "bridge", "", "the hosts' bridge name (default docker0)")
+	fs.Int64Var(&opts.ASN, "bgp-asn", 0, fmt.Sprintf("routed: the hosts' AS number (default %d)", plan.DefaultHostASN))
+	fs.Int64Var(&opts.RouterASN, "bgp-peer-asn", 0, fmt.Sprintf("routed: the router's AS number (default %d)", plan.DefaultRouterASN))
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
 	if err != nil {

@@ -90,15 +90,15 @@ func ExampleCompute_switched() {
 	// 2     2001:db8:2::/48  eth0 2001:db8::2/64  -    docker0 2001:db8:2::/64  mac         2001:db8:2::242:ac11:2  no
 	//
 	// daemon
-	//   host 1: v6dp daemon --ipv6 --fixed-cidr-v6 2001:db8:1::/64 --bridge docker0 --uplink eth0
-	//   host 2: v6dp daemon --ipv6 --fixed-cidr-v6 2001:db8:2::/64 --bridge docker0 --uplink eth0
+	//   host 1: v6dp daemon --ipv6 --fixed-cidr-v6 2001:db8:1::/64 --bridge docker0 --uplink eth0 --peer 2001:db8:2::/64=2001:db8::2
+	//   host 2: v6dp daemon --ipv6 --fixed-cidr-v6 2001:db8:2::/64 --bridge docker0 --uplink eth0 --peer 2001:db8:1::/64=2001:db8::1
 	//
 	// routes
 	//   host 1: 2001:db8:2::/64 via 2001:db8::2 dev eth0
 	//   host 2: 2001:db8:1::/64 via 2001:db8::1 dev eth0
 	//
 	// notes
-	//   - every host routes each other host's containers via that host; a new host adds a route on every host
+	//   - every host routes each other host's containers via that host (--peer; v6dp keeps the routes); a new host adds a --peer on every host
 }
 
 // The routed cluster with the document's third host.
@@ -115,15 +115,29 @@ func ExampleCompute_routed() {
 	// 3     2001:db8:3::/48  eth0 2001:db8::3/64  2001:db8:3::/64  docker0 2001:db8:3:1::/64  mac         2001:db8:3:1:0:242:ac11:2  no
 	//
 	// daemon
-	//   host 1: v6dp daemon --ipv6 --fixed-cidr-v6 2001:db8:1:1::/64 --bridge docker0 --uplink eth0
-	//   host 2: v6dp daemon --ipv6 --fixed-cidr-v6 2001:db8:2:1::/64 --bridge docker0 --uplink eth0
-	//   host 3: v6dp daemon --ipv6 --fixed-cidr-v6 2001:db8:3:1::/64 --bridge docker0 --uplink eth0
+	//   host 1: v6dp daemon --ipv6 --fixed-cidr-v6 2001:db8:1:1::/64 --bridge docker0 --uplink eth0 --bgp-router 2001:db8::ffff --bgp-asn 65001 --bgp-peer-asn 65000 --bgp-announce-aggregate 2001:db8:1::/48
+	//   host 2: v6dp daemon --ipv6 --fixed-cidr-v6 2001:db8:2:1::/64 --bridge docker0 --uplink eth0 --bgp-router 2001:db8::ffff --bgp-asn 65001 --bgp-peer-asn 65000 --bgp-announce-aggregate 2001:db8:2::/48
+	//   host 3: v6dp daemon --ipv6 --fixed-cidr-v6 2001:db8:3:1::/64 --bridge docker0 --uplink eth0 --bgp-router 2001:db8::ffff --bgp-asn 65001 --bgp-peer-asn 65000 --bgp-announce-aggregate 2001:db8:3::/48
 	//
 	// routes
-	//   router: 2001:db8:1::/48 via 2001:db8::1
-	//   router: 2001:db8:2::/48 via 2001:db8::2
-	//   router: 2001:db8:3::/48 via 2001:db8::3
+	//   router: 2001:db8:1::/48 via 2001:db8::1 (learned by BGP)
+	//   router: 2001:db8:2::/48 via 2001:db8::2 (learned by BGP)
+	//   router: 2001:db8:3::/48 via 2001:db8::3 (learned by BGP)
+	//
+	// router (BIRD 2, bird.conf)
+	//   protocol device { }
+	//   protocol kernel {
+	//   	ipv6 { import none; export all; };
+	//   }
+	//   protocol bgp hosts {
+	//   	local 2001:db8::ffff as 65000;
+	//   	neighbor range 2001:db8::/64 as 65001;
+	//   	dynamic name "host";
+	//   	graceful restart on;
+	//   	ipv6 { import all; export none; };
+	//   }
 	//
 	// notes
-	//   - hosts take their default route from the router's RAs: keep accept_ra=2 on the uplink, since forwarding is on; a new host only adds a route on the router
+	//   - hosts route by default via the router 2001:db8::ffff (static, or from its RAs: then keep accept_ra=2 on the uplink, since forwarding is on)
+	//   - each daemon announces its container /64 and its /48 by BGP (next hop its uplink address); the router accepts every host on 2001:db8::/64 as a dynamic neighbour, so a new host needs no change on the router
 }

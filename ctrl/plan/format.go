@@ -32,7 +32,11 @@ func (p *Plan) Format(w io.Writer) error {
 
 	var routes []string
 	for _, r := range p.RouterRoutes {
-		routes = append(routes, "  router: "+r.String())
+		if p.BIRD != "" {
+			routes = append(routes, "  router: "+r.String()+" (learned by BGP)")
+		} else {
+			routes = append(routes, "  router: "+r.String())
+		}
 	}
 	for _, h := range p.Hosts {
 		for _, r := range h.Routes {
@@ -43,6 +47,13 @@ func (p *Plan) Format(w io.Writer) error {
 		b.WriteString("\nroutes\n")
 		b.WriteString(strings.Join(routes, "\n"))
 		b.WriteString("\n")
+	}
+
+	if p.BIRD != "" {
+		b.WriteString("\nrouter (BIRD 2, bird.conf)\n")
+		for _, l := range strings.Split(strings.TrimSuffix(p.BIRD, "\n"), "\n") {
+			b.WriteString("  " + l + "\n")
+		}
 	}
 
 	if len(p.Notes) > 0 {

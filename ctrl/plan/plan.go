@@ -58,6 +58,9 @@ type Options struct {
 	// docker0.
 	Uplink string
 	Bridge string
+	// ASN and RouterASN are the routed layout's AS numbers of every host
+	// and of the router; 0 means DefaultHostASN and DefaultRouterASN.
+	ASN, RouterASN int64
 }
 
 // Plan is the address plan of a prefix for one role.
@@ -69,9 +72,14 @@ type Plan struct {
 	// the upstream router sees it.
 	Link  netip.Prefix `json:"link"`
 	Hosts []Host       `json:"hosts"`
-	// RouterRoutes are the routes the upstream router needs.
-	RouterRoutes []Route  `json:"router-routes,omitempty"`
-	Notes        []string `json:"notes,omitempty"`
+	// RouterRoutes are the routes the upstream router needs (in the
+	// routed layout it learns them by BGP).
+	RouterRoutes []Route `json:"router-routes,omitempty"`
+	// Router is the router's address on a cluster's link.
+	Router netip.Addr `json:"router,omitzero"`
+	// BIRD is the router's BIRD 2 configuration in the routed layout.
+	BIRD  string   `json:"bird,omitempty"`
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Host is one host's share of the plan.
@@ -245,6 +253,21 @@ func Compute(prefix netip.Prefix, opts Options) (*Plan, error) {
 	if opts.RouterRoutes && (r.name == RoleSwitched || r.name == RoleRouted) {
 		return nil, fmt.Errorf("--router-routes: role %s always routes container prefixes; the option is for %s, %s and %s", r.name, RoleSplit80, RoleSplit78, RoleHalves)
 	}
+	if (r.name == RoleSwitched || r.name == RoleRouted) && opts.Hosts >= routerHostNumber {
+		return nil, fmt.Errorf("--hosts %d: host %d would take the router's address ::%x on the link; at most %d hosts", opts.Hosts, routerHostNumber, routerHostNumber, routerHostNumber-1)
+	}
+	if opts.ASN == 0 {
+		opts.ASN = DefaultHostASN
+	}
+	if opts.RouterASN == 0 {
+		opts.RouterASN = DefaultRouterASN
+	}
+	if err := checkASN("--bgp-asn", opts.ASN); err != nil {
+		return nil, err
+	}
+	if err := checkASN("--bgp-peer-asn", opts.RouterASN); err != nil {
+		return nil, err
+	}
 
 	p := &Plan{Prefix: prefix, Role: r.name, Summary: r.summary}
 	r.compute(p, opts)
@@ -253,6 +276,7 @@ func Compute(prefix netip.Prefix, opts Options) (*Plan, error) {
 			return nil, err
 		}
 	}
+	clusterFlags(p, opts)
 	p.Notes = notes(p)
 	return p, nil
 }
@@ -434,6 +458,7 @@ func clusterLink(p netip.Prefix) netip.Prefix { return subnet(p, 64, 0) }
 // (2001:db8:N::/64) and routes it on every other host via host N's address.
 func computeSwitched(p *Plan, opts Options) {
 	p.Link = clusterLink(p.Prefix)
+	p.Router = clusterRouter(p.Link)
 	for n := 1; n <= opts.Hosts; n++ {
 		h := clusterHost(p, n, opts)
 		h.FixedCIDRv6 = subnet(h.Block, 64, 0)
@@ -457,6 +482,7 @@ func computeSwitched(p *Plan, opts Options) {
 // Docker the second (2001:db8:N:1::/64); the router routes the whole /48.
 func computeRouted(p *Plan, opts Options) {
 	p.Link = clusterLink(p.Prefix)
+	p.Router = clusterRouter(p.Link)
 	for n := 1; n <= opts.Hosts; n++ {
 		h := clusterHost(p, n, opts)
 		h.Own = subnet(h.Block, 64, 0)
@@ -481,9 +507,10 @@ func notes(p *Plan) []string {
 	case h.NDPProxy:
 		out = append(out, fmt.Sprintf("the router treats %s as on-link on %s and solicits container addresses there; v6dp answers for the live ones (--ndp-proxy)", p.Link, h.Uplink))
 	case p.Role == RoleRouted:
-		out = append(out, "hosts take their default route from the router's RAs: keep accept_ra=2 on the uplink, since forwarding is on; a new host only adds a route on the router")
+		out = append(out, fmt.Sprintf("hosts route by default via the router %s (static, or from its RAs: then keep accept_ra=2 on the uplink, since forwarding is on)", p.Router))
+		out = append(out, fmt.Sprintf("each daemon announces its container /64 and its /48 by BGP (next hop its uplink address); the router accepts every host on %s as a dynamic neighbour, so a new host needs no change on the router", p.Link))
 	case p.Role == RoleSwitched:
-		out = append(out, "every host routes each other host's containers via that host; a new host adds a route on every host")
+		out = append(out, "every host routes each other host's containers via that host (--peer; v6dp keeps the routes); a new host adds a --peer on every host")
 	default:
 		out = append(out, "the router routes each container prefix to its host, so no NDP proxy is needed")
 	}

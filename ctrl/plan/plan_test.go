@@ -3,6 +3,7 @@ package plan
 import (
 	"encoding/json"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -22,8 +23,9 @@ func daemon(cidr string, extra ...string) []string {
 
 const (
 	noteProxy23   = "the router treats 2001:db8:23:42::/64 as on-link on eth0 and solicits container addresses there; v6dp answers for the live ones (--ndp-proxy)"
-	noteRouted    = "hosts take their default route from the router's RAs: keep accept_ra=2 on the uplink, since forwarding is on; a new host only adds a route on the router"
-	noteSwitched  = "every host routes each other host's containers via that host; a new host adds a route on every host"
+	noteRouted    = "hosts route by default via the router 2001:db8::ffff (static, or from its RAs: then keep accept_ra=2 on the uplink, since forwarding is on)"
+	noteRoutedBGP = "each daemon announces its container /64 and its /48 by BGP (next hop its uplink address); the router accepts every host on 2001:db8::/64 as a dynamic neighbour, so a new host needs no change on the router"
+	noteSwitched  = "every host routes each other host's containers via that host (--peer; v6dp keeps the routes); a new host adds a --peer on every host"
 	noteRouterRts = "the router routes each container prefix to its host, so no NDP proxy is needed"
 )
 
@@ -183,7 +185,9 @@ func TestCompute(t *testing.T) {
 					{Prefix: pfx("2001:db8:2::/48"), Via: addr("2001:db8::2")},
 					{Prefix: pfx("2001:db8:3::/48"), Via: addr("2001:db8::3")},
 				},
-				Notes: []string{noteRouted},
+				Router: addr("2001:db8::ffff"),
+				BIRD:   seedBIRD,
+				Notes:  []string{noteRouted, noteRoutedBGP},
 			},
 		},
 		{
@@ -208,7 +212,7 @@ func TestCompute(t *testing.T) {
 						Addressing:     "mac",
 						FirstContainer: addr("2001:db8:1::242:ac11:2"),
 						Routes:         []Route{{Prefix: pfx("2001:db8:2::/64"), Via: addr("2001:db8::2"), Dev: "eth0"}},
-						Daemon:         daemon("2001:db8:1::/64"),
+						Daemon:         daemon("2001:db8:1::/64", "--peer", "2001:db8:2::/64=2001:db8::2"),
 					},
 					{
 						Number:         2,
@@ -220,10 +224,11 @@ func TestCompute(t *testing.T) {
 						Addressing:     "mac",
 						FirstContainer: addr("2001:db8:2::242:ac11:2"),
 						Routes:         []Route{{Prefix: pfx("2001:db8:1::/64"), Via: addr("2001:db8::1"), Dev: "eth0"}},
-						Daemon:         daemon("2001:db8:2::/64"),
+						Daemon:         daemon("2001:db8:2::/64", "--peer", "2001:db8:1::/64=2001:db8::1"),
 					},
 				},
-				Notes: []string{noteSwitched},
+				Router: addr("2001:db8::ffff"),
+				Notes:  []string{noteSwitched},
 			},
 		},
 		{
@@ -296,6 +301,20 @@ func TestCompute(t *testing.T) {
 	}
 }
 
+// seedBIRD is the router's BIRD configuration for the routed seed.
+const seedBIRD = `protocol device { }
+protocol kernel {
+	ipv6 { import none; export all; };
+}
+protocol bgp hosts {
+	local 2001:db8::ffff as 65000;
+	neighbor range 2001:db8::/64 as 65001;
+	dynamic name "host";
+	graceful restart on;
+	ipv6 { import all; export none; };
+}
+`
+
 func routedHost(n int) Host {
 	h := map[int][4]string{
 		1: {"2001:db8:1::/48", "2001:db8::1/64", "2001:db8:1::/64", "2001:db8:1:1::/64"},
@@ -317,7 +336,8 @@ func routedHost(n int) Host {
 		FixedCIDRv6:    pfx(h[3]),
 		Addressing:     "mac",
 		FirstContainer: addr(first),
-		Daemon:         daemon(h[3]),
+		Daemon: daemon(h[3], "--bgp-router", "2001:db8::ffff", "--bgp-asn", "65001", "--bgp-peer-asn", "65000",
+			"--bgp-announce-aggregate", h[0]),
 	}
 }
 
@@ -453,6 +473,18 @@ func TestComputeErrors(t *testing.T) {
 			want:   "--hosts 4: 2001:db8::/46 holds only 3 host /48s",
 		},
 		{
+			name:   "routed hosts up to the router's address",
+			prefix: pfx("2001:db8::/32"),
+			opts:   Options{Role: RoleRouted, Hosts: 0xffff},
+			want:   "--hosts 65535: host 65535 would take the router's address ::ffff on the link; at most 65534 hosts",
+		},
+		{
+			name:   "routed bad ASN",
+			prefix: pfx("2001:db8::/32"),
+			opts:   Options{Role: RoleRouted, ASN: 4294967296},
+			want:   "--bgp-asn 4294967296: not a usable AS number (1-4294967294, not 23456 or 65535)",
+		},
+		{
 			name:   "switched cluster too big",
 			prefix: pfx("2001:db8::/32"),
 			opts:   Options{Role: RoleSwitched, Hosts: 300},
@@ -558,6 +590,26 @@ func TestDaemonFlagsValidate(t *testing.T) {
 				case "--addressing":
 					i++
 					cfg.Addressing = args[i]
+				case "--peer":
+					i++
+					cfg.Peers = append(cfg.Peers, args[i])
+				case "--bgp-router":
+					i++
+					cfg.BGPRouters = append(cfg.BGPRouters, args[i])
+				case "--bgp-asn", "--bgp-peer-asn":
+					n, err := strconv.ParseInt(args[i+1], 10, 64)
+					if err != nil {
+						t.Fatalf("%s host %d: %s %q: %v", tc.prefix, h.Number, args[i], args[i+1], err)
+					}
+					if args[i] == "--bgp-asn" {
+						cfg.BGPASN = n
+					} else {
+						cfg.BGPPeerASN = n
+					}
+					i++
+				case "--bgp-announce-aggregate":
+					i++
+					cfg.BGPAnnounceAggregate = args[i]
 				default:
 					t.Fatalf("%s host %d: flag %q unknown to this test", tc.prefix, h.Number, args[i])
 				}
