@@ -102,36 +102,74 @@ func (o *ops) wake() {
 
 // watch subscribes to the events that can mean something of v6dp's went
 // away: the uplink or bridge changed or deleted, a bridge address or the
-// prefix route deleted, a proxy entry deleted.
+// prefix route deleted, a proxy entry deleted. When a subscription ends
+// (events lost: ENOBUFS) it repairs at once and subscribes again.
 func (o *ops) watch() error {
+	done := make(chan struct{})
 	links := make(chan netlink.LinkUpdate, 256)
 	addrs := make(chan netlink.AddrUpdate, 256)
 	routes := make(chan netlink.RouteUpdate, 256)
 	neighs := make(chan netlink.NeighUpdate, 256)
 	quiet := func(error) {}
-	if err := netlink.LinkSubscribeWithOptions(links, o.done, netlink.LinkSubscribeOptions{ErrorCallback: quiet}); err != nil {
-		return fmt.Errorf("link events: %w", err)
+	var err error
+	if err = netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: quiet}); err != nil {
+		err = fmt.Errorf("link events: %w", err)
+	} else if err = netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: quiet}); err != nil {
+		err = fmt.Errorf("address events: %w", err)
+	} else if err = netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: quiet}); err != nil {
+		err = fmt.Errorf("route events: %w", err)
+	} else if err = netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{ErrorCallback: quiet}); err != nil {
+		err = fmt.Errorf("neighbour events: %w", err)
 	}
-	if err := netlink.AddrSubscribeWithOptions(addrs, o.done, netlink.AddrSubscribeOptions{ErrorCallback: quiet}); err != nil {
-		return fmt.Errorf("address events: %w", err)
-	}
-	if err := netlink.RouteSubscribeWithOptions(routes, o.done, netlink.RouteSubscribeOptions{ErrorCallback: quiet}); err != nil {
-		return fmt.Errorf("route events: %w", err)
-	}
-	if err := netlink.NeighSubscribeWithOptions(neighs, o.done, netlink.NeighSubscribeOptions{ErrorCallback: quiet}); err != nil {
-		return fmt.Errorf("neighbour events: %w", err)
+	if err != nil {
+		close(done)
+		return err
 	}
 	cfg := o.d.cfg
 	prefix := prefixToIPNet(cfg.Prefix).String()
-	go func() {
-		for links != nil || addrs != nil || routes != nil || neighs != nil {
+	lost := func() {
+		close(done)
+		// The other subscriptions end too; read them empty so that none
+		// blocks sending into a full channel.
+		go func() {
+			for range links {
+			}
+		}()
+		go func() {
+			for range addrs {
+			}
+		}()
+		go func() {
+			for range routes {
+			}
+		}()
+		go func() {
+			for range neighs {
+			}
+		}()
+		slog.Warn("repair events lost; repairing and subscribing again")
+		o.wake()
+		go func() {
 			select {
 			case <-o.done:
 				return
+			case <-time.After(time.Second):
+			}
+			if err := o.watch(); err != nil {
+				slog.Warn("repair events unavailable; repairs wait for the periodic resync", "err", err)
+			}
+		}()
+	}
+	go func() {
+		for {
+			select {
+			case <-o.done:
+				close(done)
+				return
 			case u, ok := <-links:
 				if !ok {
-					links = nil
-					continue
+					lost()
+					return
 				}
 				a := u.Attrs()
 				gone := u.Header.Type == unix.RTM_DELLINK
@@ -148,24 +186,24 @@ func (o *ops) watch() error {
 				}
 			case u, ok := <-addrs:
 				if !ok {
-					addrs = nil
-					continue
+					lost()
+					return
 				}
 				if !u.NewAddr && int32(u.LinkIndex) == o.bridgeIndex.Load() {
 					o.wake()
 				}
 			case u, ok := <-routes:
 				if !ok {
-					routes = nil
-					continue
+					lost()
+					return
 				}
 				if u.Type == unix.RTM_DELROUTE && u.Dst != nil && u.Dst.String() == prefix {
 					o.wake()
 				}
 			case u, ok := <-neighs:
 				if !ok {
-					neighs = nil
-					continue
+					lost()
+					return
 				}
 				if u.Type == unix.RTM_DELNEIGH && u.Flags&netlink.NTF_PROXY != 0 && int32(u.LinkIndex) == o.uplinkIndex.Load() {
 					o.wake()
