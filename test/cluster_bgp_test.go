@@ -44,7 +44,7 @@ func (c *cluster) startBird(t *testing.T, plan clusterPlan) *bird {
 	if _, err := exec.LookPath("bird"); err != nil {
 		t.Fatalf("bird not installed (Debian bird2; make deps installs it): %v", err)
 	}
-	dir, err := os.MkdirTemp("", "v6dp-bird-")
+	dir, err := topo.MkdirTemp("bird", c.Tag)
 	if err != nil {
 		t.Fatal(err)
 	}

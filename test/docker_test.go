@@ -59,7 +59,12 @@ func TestDocker(t *testing.T) {
 			t.Cleanup(func() { _ = os.Remove(d) })
 		}
 	}
-	tarball := filepath.Join(t.TempDir(), "busybox-rootfs.tar")
+	img, err := topo.MkdirTemp("image", topo.RunTag())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(img) })
+	tarball := filepath.Join(img, "busybox-rootfs.tar")
 	if err := docker.WriteRootfsFile(tarball, docker.Busybox); err != nil {
 		t.Fatalf("busybox root filesystem: %v", err)
 	}

@@ -53,7 +53,7 @@ type podman struct {
 
 func newPodman(t *testing.T, s *seed) *podman {
 	t.Helper()
-	root, err := os.MkdirTemp("", "v6dp-pm-")
+	root, err := topo.MkdirTemp("pm", s.Tag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,46 +122,21 @@ func (p *podman) stop() {
 		_, _ = p.in(p.s.Host, append([]string{"rm", "-f", "-t", "0"}, strings.Fields(out)...)...)
 	}
 	// conmon and the containers name the root on their command lines.
-	for _, pid := range pidsNaming(p.root) {
+	for _, pid := range topo.PidsNaming(p.root) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, m := range topo.MountsUnder(p.root) {
 		_ = syscall.Unmount(m, syscall.MNT_DETACH)
 	}
-	// The containers' cgroups, deepest first.
-	var dirs []string
-	_ = filepath.WalkDir("/sys/fs/cgroup"+p.cgroup(), func(d string, e os.DirEntry, err error) error {
-		if err == nil && e.IsDir() {
-			dirs = append(dirs, d)
-		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = os.Remove(dirs[i])
-	}
+	// The containers' cgroups (and conmon's), in every hierarchy.
+	topo.RemoveCgroup(p.cgroup()[1:])
 	if err := os.RemoveAll(p.root); err != nil {
 		p.t.Logf("removing %s: %v", p.root, err)
 	}
 }
 
 // cgroup is the containers' cgroup parent (cgroupfs), the test's own.
-func (p *podman) cgroup() string { return "/v6dp-pm-" + p.s.Tag }
-
-// pidsNaming lists processes whose command line contains s.
-func pidsNaming(s string) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		var pid int
-		if _, err := fmt.Sscan(e.Name(), &pid); err != nil || pid == os.Getpid() {
-			continue
-		}
-		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && strings.Contains(string(b), s) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
+func (p *podman) cgroup() string { return "/" + topo.Name("pm", p.s.Tag) }
 
 func TestPodman(t *testing.T) {
 	if why := podmanMissing(); why != "" {

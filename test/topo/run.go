@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -189,18 +190,8 @@ func Sweep(id string) []string {
 			}
 		}
 	}
-	for _, cg := range cgroupsNamed(re) {
-		b, _ := os.ReadFile(filepath.Join(cg, "cgroup.procs"))
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
-	for _, cg := range cgroupsNamed(re) {
-		if os.Remove(cg) == nil {
-			found = append(found, "cgroup "+cg)
-		}
+	for _, cg := range removeCgroups(cgroupsNamed(re)) {
+		found = append(found, "cgroup "+cg)
 	}
 	if ents, err := os.ReadDir("/sys/fs/bpf"); err == nil {
 		for _, e := range ents {
@@ -219,6 +210,45 @@ func Sweep(id string) []string {
 	}
 	return found
 }
+
+// RemoveCgroup kills the processes in the cgroup named name (directly
+// below each hierarchy's root: the v2 tree or every v1 controller) and its
+// children, and removes them, deepest first. It returns what it removed.
+func RemoveCgroup(name string) []string {
+	return removeCgroups(cgroupsNamed(regexp.MustCompile("^" + regexp.QuoteMeta(name) + "$")))
+}
+
+// removeCgroups kills the processes in cgs and removes them (deepest
+// first, as cgroupsNamed lists them).
+func removeCgroups(cgs []string) []string {
+	for _, cg := range cgs {
+		b, _ := os.ReadFile(filepath.Join(cg, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	// Killed processes leave their cgroup a moment later.
+	var out []string
+	for try := 0; try < 20 && len(cgs) > 0; try++ {
+		var left []string
+		for _, cg := range cgs {
+			if err := os.Remove(cg); err == nil || os.IsNotExist(err) {
+				out = append(out, cg)
+			} else {
+				left = append(left, cg)
+			}
+		}
+		if cgs = left; len(cgs) > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return out
+}
+
+// PidsNaming lists the processes whose command line contains s.
+func PidsNaming(s string) []int { return pidsNaming(s) }
 
 // pidsNaming lists the processes whose command line contains s.
 func pidsNaming(s string) []int {
