@@ -1,7 +1,6 @@
 package test
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -27,19 +26,22 @@ func (s *seed) plugUplink(t *testing.T, routerIf string) {
 }
 
 // answeredWith waits until a multicast NS from the router for addr is
-// answered with mac as the target link-layer address.
+// answered with mac as the target link-layer address (and the Ethernet
+// source), the whole NA valid (RFC 4861 7.1.2, S set, O clear; R and the
+// source address are the dataplane's, checked elsewhere).
 func (s *seed) answeredWith(t *testing.T, conn *topo.NDPConn, addr, mac string, limit time.Duration) {
 	t.Helper()
 	target := netip.MustParseAddr(addr)
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, limit, func() error {
 		ans, err := conn.Solicit(target, topo.SolicitNodeGroup(target), 300*time.Millisecond)
 		if err != nil {
 			return err
 		}
-		if ans.TLLA.String() != mac {
-			return fmt.Errorf("answer for %s carries %s, want %s", addr, ans.TLLA, mac)
-		}
-		return nil
+		return ans.Check(conn.Expect(target, hw, true, ans.NA.Router))
 	})
 }
 
