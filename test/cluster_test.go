@@ -120,6 +120,23 @@ func (h *clusterHost) addContainer(t *testing.T, name string) string {
 	return f[1]
 }
 
+// diagnose describes the host's view for a failure message: its routes and
+// neighbours, its containers' addresses, what v6dp says.
+func (h *clusterHost) diagnose() string {
+	var b strings.Builder
+	for _, cmd := range [][]string{{"ip", "-6", "route"}, {"ip", "-6", "neigh"}, {"ip", "-br", "link"}} {
+		out, _ := topo.Run(h.NS, cmd...)
+		fmt.Fprintf(&b, "host %d: %s:\n%s", h.N, strings.Join(cmd, " "), out)
+	}
+	for _, c := range h.containers {
+		out, _ := topo.Run(c, "ip", "-6", "addr")
+		fmt.Fprintf(&b, "container %s: ip -6 addr:\n%s", c, out)
+	}
+	out, _ := h.v6dp("status")
+	fmt.Fprintf(&b, "host %d: v6dp status:\n%s", h.N, out)
+	return b.String()
+}
+
 // clusterDaemon is a host's `v6dp daemon`.
 type clusterDaemon struct {
 	h       *clusterHost
@@ -278,7 +295,7 @@ func (p clusterPlan) daemonArgs(t *testing.T, h *clusterHost) []string {
 // ping sends count echo requests from container ns to addr and returns
 // an error unless every one is answered.
 func ping(ns, addr string, count int) error {
-	_, err := topo.Run(ns, "ping", "-6", "-n", "-q", "-c", fmt.Sprint(count), "-i", "0.01", "-W", "1", addr)
+	_, err := topo.Run(ns, "ping", "-6", "-n", "-c", fmt.Sprint(count), "-i", "0.01", "-W", "1", addr)
 	return err
 }
 
@@ -364,7 +381,7 @@ func TestClusterDaemonsPerNetns(t *testing.T) {
 		}
 		// Each host's router (the host itself) reaches its container.
 		if err := reach(x.h.NS, x.addr); err != nil {
-			t.Errorf("host %d: %v", x.h.N, err)
+			t.Errorf("host %d: %v\n%s", x.h.N, err, x.h.diagnose())
 		}
 	}
 	// Cleanup in one namespace leaves the other's daemon and pins alone.

@@ -81,7 +81,10 @@ func printBGP(w io.Writer, b *bgp.Status) {
 		if s.LastError != "" {
 			fmt.Fprintf(w, "; last error: %s", s.LastError)
 		}
-		if s.FailedConnects > 0 {
+		switch {
+		case !s.NextConnect.IsZero():
+			fmt.Fprintf(w, " (%d failed connects, next try %s)", s.FailedConnects, s.NextConnect.Format("15:04:05Z"))
+		case s.FailedConnects > 0:
 			fmt.Fprintf(w, " (%d failed connects, retrying)", s.FailedConnects)
 		}
 		fmt.Fprintln(w)

@@ -41,16 +41,31 @@ type Config struct {
 // Timers. A router that loses the session (the daemon killed, restarting)
 // keeps the host's routes for RestartTime (RFC 4724 3) and the restarted
 // speaker waits at most DeferralTime for the routers' End-of-RIB before it
-// announces (4.1). A router that cannot be reached is tried after about
-// firstConnect (GoBGP's fixed first delay), then every connectRetry, with
-// 25% jitter.
+// announces (4.1). A router that cannot be reached is tried about
+// firstConnect after start (GoBGP's fixed first delay), again connectRetry
+// later, and from then on with the wait doubling up to maxConnectRetry
+// (backoff), GoBGP adding up to 25% jitter.
 const (
-	RestartTime  = 120 * time.Second
-	DeferralTime = 5 * time.Second
-	connectRetry = 5 * time.Second
-	holdTime     = 30 * time.Second
-	keepalive    = 10 * time.Second
+	RestartTime     = 120 * time.Second
+	DeferralTime    = 5 * time.Second
+	firstConnect    = 2 * time.Second
+	maxConnectRetry = 60 * time.Second
+	holdTime        = 30 * time.Second
+	keepalive       = 10 * time.Second
 )
+
+// connectRetry is a variable for the tests' sake (GoBGP's least is 2 s).
+var connectRetry = 5 * time.Second
+
+// retryAfter is the wait before the next connect after failed failed
+// connects in a row.
+func retryAfter(failed int) time.Duration {
+	d := connectRetry
+	for i := 1; i < failed && d < maxConnectRetry; i++ {
+		d *= 2
+	}
+	return min(d, maxConnectRetry)
+}
 
 // Session is one router's BGP session as `v6dp status` shows it.
 type Session struct {
@@ -67,6 +82,9 @@ type Session struct {
 	GracefulRestart bool `json:"graceful_restart"`
 	// Established counts how often the session came up.
 	Established int `json:"established"`
+	// NextConnect is when the router is tried again while backing off.
+	NextConnect time.Time `json:"next_connect,omitzero"`
+	backingOff  bool
 }
 
 // Status is the speaker's state.
@@ -85,6 +103,7 @@ type Speaker struct {
 	cfg      Config
 	srv      *server.BgpServer
 	onChange func()
+	ctx      context.Context
 	cancel   context.CancelFunc
 
 	mu        sync.Mutex
@@ -100,7 +119,7 @@ func Start(cfg Config, onChange func()) (*Speaker, error) {
 		cfg.Log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	sp := &Speaker{cfg: cfg, onChange: onChange, cancel: cancel, sessions: map[string]*Session{}, withdrawn: cfg.Withdrawn}
+	sp := &Speaker{cfg: cfg, onChange: onChange, ctx: ctx, cancel: cancel, sessions: map[string]*Session{}, withdrawn: cfg.Withdrawn}
 	now := time.Now().UTC()
 	for _, r := range cfg.Routers {
 		sp.sessions[r.String()] = &Session{Router: r.String(), State: "idle", Since: now}
@@ -137,37 +156,69 @@ func (sp *Speaker) start(ctx context.Context) error {
 			return fmt.Errorf("announcing %v: %w", c.Prefixes, err)
 		}
 	}
-	v6 := &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
 	for _, r := range c.Routers {
-		p := &api.Peer{
-			Conf: &api.PeerConf{NeighborAddress: r.String(), PeerAsn: c.PeerASN},
-			Timers: &api.Timers{Config: &api.TimersConfig{
-				ConnectRetry: uint64(connectRetry / time.Second), HoldTime: uint64(holdTime / time.Second),
-				KeepaliveInterval: uint64(keepalive / time.Second),
-			}},
-			Transport: &api.Transport{LocalAddress: c.NextHop.String()},
-			// The dataplane lives in the kernel and outlives the daemon,
-			// so a restarted speaker comes back with its forwarding
-			// state preserved (the R and F bits, RFC 4724 3): the
-			// router keeps the host's routes until the new End-of-RIB
-			// instead of flushing them. A restarting speaker waits for
-			// the routers' End-of-RIB before it announces (4.1), which
-			// BIRD 2.0 sends up to 3 s late to a new dynamic neighbour;
-			// a first start has nothing to keep and announces at once.
-			GracefulRestart: &api.GracefulRestart{
-				Enabled: true, RestartTime: uint32(RestartTime / time.Second),
-				DeferralTime: uint32(DeferralTime / time.Second), LocalRestarting: c.Restarting,
-			},
-			AfiSafis: []*api.AfiSafi{{
-				Config:            &api.AfiSafiConfig{Family: v6, Enabled: true},
-				MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}},
-			}},
-		}
-		if err := sp.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: p}); err != nil {
+		if err := sp.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: sp.peer(r)}); err != nil {
 			return fmt.Errorf("bgp-router %s: %w", r, err)
 		}
 	}
 	return nil
+}
+
+// peer is router r's session configuration.
+func (sp *Speaker) peer(r netip.Addr) *api.Peer {
+	c := sp.cfg
+	v6 := &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
+	return &api.Peer{
+		Conf: &api.PeerConf{NeighborAddress: r.String(), PeerAsn: c.PeerASN},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			ConnectRetry: uint64(connectRetry / time.Second), HoldTime: uint64(holdTime / time.Second),
+			KeepaliveInterval: uint64(keepalive / time.Second),
+		}},
+		Transport: &api.Transport{LocalAddress: c.NextHop.String()},
+		// The dataplane lives in the kernel and outlives the daemon,
+		// so a restarted speaker comes back with its forwarding
+		// state preserved (the R and F bits, RFC 4724 3): the
+		// router keeps the host's routes until the new End-of-RIB
+		// instead of flushing them. A restarting speaker waits for
+		// the routers' End-of-RIB before it announces (4.1), which
+		// BIRD 2.0 sends up to 3 s late to a new dynamic neighbour;
+		// a first start has nothing to keep and announces at once.
+		GracefulRestart: &api.GracefulRestart{
+			Enabled: true, RestartTime: uint32(RestartTime / time.Second),
+			DeferralTime: uint32(DeferralTime / time.Second), LocalRestarting: c.Restarting,
+		},
+		AfiSafis: []*api.AfiSafi{{
+			Config:            &api.AfiSafiConfig{Family: v6, Enabled: true},
+			MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}},
+		}},
+	}
+}
+
+// backoff takes router addr's peer out for wait, so that the next connect
+// comes retryAfter its failures, then puts it back (GoBGP connects
+// firstConnect after a peer is added).
+func (sp *Speaker) backoff(addr string, wait time.Duration) {
+	defer func() {
+		sp.mu.Lock()
+		if s, ok := sp.sessions[addr]; ok {
+			s.backingOff, s.NextConnect = false, time.Time{}
+		}
+		sp.mu.Unlock()
+	}()
+	r := netip.MustParseAddr(addr)
+	if err := sp.srv.DeletePeer(sp.ctx, &api.DeletePeerRequest{Address: addr}); err != nil {
+		return
+	}
+	t := time.NewTimer(max(wait-firstConnect, 0))
+	defer t.Stop()
+	select {
+	case <-sp.ctx.Done():
+		return
+	case <-t.C:
+	}
+	if err := sp.srv.AddPeer(sp.ctx, &api.AddPeerRequest{Peer: sp.peer(r)}); err != nil && sp.ctx.Err() == nil {
+		sp.cfg.Log.Warn("bgp-router: re-adding after backoff", "router", addr, "err", err)
+	}
 }
 
 func (sp *Speaker) paths() []*apiutil.Path {
@@ -212,13 +263,18 @@ func (sp *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) 
 	sp.onChange()
 }
 
-// connectFailed records a failed TCP connect to router addr.
+// connectFailed records a failed TCP connect to router addr and, past the
+// second, backs off.
 func (sp *Speaker) connectFailed(addr, reason string) {
 	sp.mu.Lock()
 	s, ok := sp.sessions[addr]
 	if ok {
 		s.FailedConnects++
 		s.LastError = "connect: " + reason
+		if wait := retryAfter(s.FailedConnects); wait > connectRetry && !s.backingOff {
+			s.backingOff, s.NextConnect = true, time.Now().UTC().Add(wait)
+			go sp.backoff(addr, wait)
+		}
 	}
 	sp.mu.Unlock()
 	if ok {
