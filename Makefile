@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/v6dp
 PKGS     := clang llvm libbpf-dev bpftool linux-libc-dev iproute2 ndisc6 ndppd \
             iputils-ping traceroute tcpdump ethtool netsniff-ng iperf3 docker.io \
-            busybox-static iptables nftables podman netavark bird2
+            busybox-static iptables nftables podman netavark bird2 curl
 GOFLAGS_TEST ?= -count=1 -p 1 -timeout 20m
 
 .PHONY: all deps generate build test unit fuzz demo bench lint clean

@@ -154,7 +154,11 @@ func testClusterRouted(t *testing.T, dp string) {
 	addrs := map[int]map[string]string{}
 	addHost := func(n int) (*clusterHost, time.Time) {
 		h := c.addHost(t, n, routedPrefix(n))
-		d := h.startDaemon(t, routedArgs(t, plan, h, dp)...)
+		args := routedArgs(t, plan, h, dp)
+		if n == 2 {
+			args = append(args, "--metrics-addr", "[::1]:9662")
+		}
+		d := h.startDaemon(t, args...)
 		addrs[n] = map[string]string{}
 		for i := 1; i <= 2; i++ {
 			name := fmt.Sprintf("h%dc%d-%s", n, i, c.Tag)
@@ -204,6 +208,13 @@ func testClusterRouted(t *testing.T, dp string) {
 	st := c.hosts[2].status(t).Cluster.BGP
 	if st.RouterID != "0.0.0.2" || strings.Join(st.Announced, " ") != routedPrefix(2)+" 2001:db8:2::/48" || !st.Sessions[0].GracefulRestart {
 		t.Errorf("host 2: BGP status %+v: want router id 0.0.0.2, announcing %s and 2001:db8:2::/48, graceful restart negotiated", st, routedPrefix(2))
+	}
+	metrics, err := topo.Run(c.hosts[2].NS, "curl", "-sS", "http://[::1]:9662/metrics")
+	for _, want := range []string{`v6dp_bgp_session_up{router="2001:db8::ffff"} 1`, "v6dp_bgp_announced_prefixes 2",
+		`v6dp_bgp_session_established_total{router="2001:db8::ffff"} 1`} {
+		if err != nil || !strings.Contains(metrics, want) {
+			t.Errorf("host 2 metrics lack %q: %v\n%s", want, err, metrics)
+		}
 	}
 	if out, err := b.birdc("show", "protocols"); err != nil || strings.Count(out, "Established") != 2 {
 		t.Errorf("router: want two established dynamic sessions: %v\n%s", err, out)
