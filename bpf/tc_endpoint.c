@@ -77,15 +77,38 @@ static __always_inline bool egress_addr_owned(const struct in6_addr *a, __u32 if
 	return own && own->ifindex == ifindex;
 }
 
+/* MLD listener reports and done (RFC 2710, RFC 3810): what MLD sends from ::. */
+#define ICMP6_MLD_REPORT 131
+#define ICMP6_MLD_DONE 132
+#define ICMP6_MLD2_REPORT 143
+
 /*
- * egress_from_unspecified reports whether a packet from :: may leave a
- * port: only ICMPv6 and hop-by-hop packets, for Duplicate Address
- * Detection (RFC 4862 5.4.2) and MLD reports (RFC 3810 5.2.13, behind a
- * Router Alert). What they may carry is checked with the rest of NDP.
+ * egress_unspecified_ok reports whether a packet from :: may leave a port:
+ * a DAD probe (an NS with no options, RFC 4862 5.4.2 and RFC 4861 7.1.1),
+ * a Router Solicitation with no options (RFC 4861 6.3.7), or an MLD
+ * report behind a hop-by-hop header (RFC 3810 5.2.13). Nothing else is
+ * ever sent from ::, so nothing else is: no anonymous datagrams.
  */
-static __always_inline bool egress_from_unspecified(const struct ipv6hdr *ip6)
+static __always_inline bool egress_unspecified_ok(struct ipv6hdr *ip6, void *data_end)
 {
-	return ip6->nexthdr == IPPROTO_ICMPV6 || ip6->nexthdr == IPPROTO_HOPOPTS;
+	__u32 plen = bpf_ntohs(ip6->payload_len);
+	__u8 *p = (void *)(ip6 + 1);
+
+	if (ip6->nexthdr == IPPROTO_ICMPV6) {
+		if ((void *)(p + 1) > data_end)
+			return false;
+		return (p[0] == ICMP6_NEIGHBOR_SOLICIT && plen == 24) ||
+		       (p[0] == ICMP6_ROUTER_SOLICIT && plen == 8);
+	}
+	if (ip6->nexthdr != IPPROTO_HOPOPTS)
+		return false;
+	/* Hop-by-hop (next header, length), then the ICMPv6 type. */
+	if ((void *)(p + 2) > data_end || p[0] != IPPROTO_ICMPV6)
+		return false;
+	p += ((__u32)p[1] + 1) * 8;
+	if ((void *)(p + 1) > data_end)
+		return false;
+	return p[0] == ICMP6_MLD2_REPORT || p[0] == ICMP6_MLD_REPORT || p[0] == ICMP6_MLD_DONE;
 }
 
 /* Extension headers walked to find NDP hidden behind them (RFC 7113). */
@@ -246,39 +269,39 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 	eth = eth_parse(data, data_end);
 	if (!eth)
 		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_TRUNCATED);
+	port = port_lookup(ifindex);
 	/*
-	 * v6dp validates and forwards IPv6 only; IPv4 and ARP stay the
-	 * kernel's. An endpoint has no VLANs on the bridge: a tagged frame
-	 * would smuggle IPv6 past these checks to a VLAN-aware peer.
+	 * A known endpoint sends every frame, IPv4 and ARP included, from its
+	 * own MAC: another would move a neighbour's MAC to this port in the
+	 * bridge's forwarding table.
+	 */
+	if (port && !mac_equal(eth->h_source, port->mac))
+		return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_MAC);
+	/*
+	 * An endpoint has no VLANs on the bridge: a tagged frame would
+	 * smuggle IPv6 past these checks to a VLAN-aware peer.
 	 */
 	if (eth_is_vlan(eth->h_proto))
 		return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_VLAN);
+	/* v6dp validates and forwards IPv6 only; IPv4 and ARP stay the kernel's. */
 	if (eth->h_proto != bpf_htons(ETH_P_IPV6))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_NOT_IPV6);
 	ip6 = ipv6_parse(data, data_end);
 	if (!ip6)
-		return egress_verdict(pkt, EGRESS_DROP, CNT_PASS_TRUNCATED);
+		return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_TRUNCATED);
 	/* ipv6_rcv drops it; nothing to validate. */
 	if (ip6->version != 6)
-		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_NOT_IPV6);
-
-	port = port_lookup(ifindex);
-	if (!port) {
-		/*
-		 * A port whose endpoint v6dp does not know yet may still do
-		 * DAD and MLD from ::, checked below like any NDP; nothing
-		 * else (default deny).
-		 */
-		if (!ipv6_addr_is_any(&ip6->saddr) || !egress_from_unspecified(ip6))
-			return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_NO_PORT);
-		port = &none;
-	} else if (!mac_equal(eth->h_source, port->mac)) {
-		return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_MAC);
-	}
+		return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_TRUNCATED);
 
 	if (ipv6_addr_is_any(&ip6->saddr)) {
-		if (!egress_from_unspecified(ip6))
-			return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_SPOOF_DROP);
+		/* DAD, RS and MLD only, from any port, known or not. */
+		if (!egress_unspecified_ok(ip6, data_end))
+			return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_UNSPEC);
+		if (!port)
+			port = &none;
+	} else if (!port) {
+		/* A port whose endpoint v6dp does not know yet: default deny. */
+		return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_NO_PORT);
 	} else if (!egress_addr_owned(&ip6->saddr, ifindex, port)) {
 		return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_SPOOF_DROP);
 	}
@@ -288,7 +311,7 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 	if (ip6->nexthdr == IPPROTO_ICMPV6) {
 		icmp = icmp6_parse(ip6, data_end);
 		if (!icmp)
-			return egress_verdict(pkt, EGRESS_DROP, CNT_PASS_TRUNCATED);
+			return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_TRUNCATED);
 		if (icmp6_is_ndp(icmp->icmp6_type)) {
 			drop = egress_check_ndp(ip6, icmp, data_end, ifindex, port);
 			if (drop)
@@ -341,6 +364,12 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 	}
 	/* Ours but only proxied: the kernel forwards it. */
 	if (ep)
+		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
+	/*
+	 * A link-local source never leaves its link (RFC 4291 2.5.6): the
+	 * kernel answers with Destination Unreachable, "beyond scope".
+	 */
+	if (ipv6_addr_is_link_local(&ip6->saddr))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
 	return EGRESS_ROUTE;
 }

@@ -104,14 +104,18 @@ static __always_inline enum uplink_action uplink_classify_ns(void *data, void *d
 	struct endpoint_info *ep;
 	int ret;
 
-	/* Before any other work: a flood costs one bucket lookup per NS. */
-	if (!ns_admit(&ip6->saddr))
-		return uplink_verdict(pkt, UPLINK_DROP, CNT_NS_RATE_LIMITED);
 	ret = ndp_ns_validate(data, data_end, eth, ip6, icmp, &pkt->ns);
 	if (ret)
 		return uplink_pass(pkt, ret);
 	if (!uplink_for_us(eth, ip6, pkt->cfg))
 		return uplink_pass(pkt, CNT_FWD_PASS_MAC);
+	/*
+	 * Only NS that would be acted on are charged: a routed or malformed
+	 * one (the kernel drops it for free) must not use up the buckets the
+	 * router's own NS need.
+	 */
+	if (!ns_admit(&ip6->saddr, eth->h_source))
+		return uplink_verdict(pkt, UPLINK_DROP, CNT_NS_RATE_LIMITED);
 	/* Never answer for an address that is not a live endpoint. */
 	ep = endpoint_lookup(pkt->ns.target.s6_addr);
 	if (!ep || !(ep->flags & ENDPOINT_F_PROXY))

@@ -133,6 +133,13 @@ struct ns_limit_config {
 	__u64 burst;
 };
 
+/* Who sent an NS, for its bucket: the source address and the source MAC. */
+struct ns_source {
+	__u8 addr[16];
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
 /* A GCRA bucket: the theoretical arrival time of the next NS. */
 struct ns_bucket {
 	__u64 tat_ns;
@@ -176,6 +183,8 @@ enum counter_id {
 	CNT_EGRESS_DROP_NDP_LLADDR,/* NDP link-layer address option not the endpoint's MAC */
 	CNT_EGRESS_DROP_NA_TARGET,/* NA for an address the endpoint does not own */
 	CNT_EGRESS_DROP_VLAN, /* VLAN-tagged frame from an endpoint */
+	CNT_EGRESS_DROP_TRUNCATED,/* IPv6 from an endpoint shorter than its headers */
+	CNT_EGRESS_DROP_UNSPEC,/* from :: but not DAD, RS or an MLD report */
 	CNT_MAX,
 };
 

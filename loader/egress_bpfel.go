@@ -52,7 +52,9 @@ const (
 	egressCounterIdCNT_EGRESS_DROP_NDP_LLADDR egressCounterId = 33
 	egressCounterIdCNT_EGRESS_DROP_NA_TARGET  egressCounterId = 34
 	egressCounterIdCNT_EGRESS_DROP_VLAN       egressCounterId = 35
-	egressCounterIdCNT_MAX                    egressCounterId = 36
+	egressCounterIdCNT_EGRESS_DROP_TRUNCATED  egressCounterId = 36
+	egressCounterIdCNT_EGRESS_DROP_UNSPEC     egressCounterId = 37
+	egressCounterIdCNT_MAX                    egressCounterId = 38
 )
 
 type egressEndpointInfo struct {
@@ -79,6 +81,13 @@ type egressNsLimitConfig struct {
 	SourceIntervalNs uint64
 	GlobalIntervalNs uint64
 	Burst            uint64
+}
+
+type egressNsSource struct {
+	_    structs.HostLayout
+	Addr [16]uint8
+	Mac  [6]uint8
+	Pad  [2]uint8
 }
 
 type egressPortInfo struct {

@@ -271,7 +271,7 @@ func egressCases() []fwdCase {
 		{name: "to a proxied-only endpoint", in: fromA(epOther, protoUDP, 64, udp(8)).bytes(), verdict: tcNext, counter: "egress_pass"},
 		{name: "from another endpoint's address", in: spoofed.bytes(), verdict: tcShot, counter: "egress_spoof_drop"},
 		{name: "from a foreign address", in: stranger.bytes(), verdict: tcShot, counter: "egress_spoof_drop"},
-		{name: "UDP from ::", in: unspecUDP.bytes(), verdict: tcShot, counter: "egress_spoof_drop"},
+		{name: "UDP from ::", in: unspecUDP.bytes(), verdict: tcShot, counter: "egress_drop_unspec"},
 		{name: "link-local to the gateway", in: ll.bytes(), verdict: tcNext, counter: "egress_pass"},
 		{name: "DAD NS from ::", in: dad, verdict: tcNext, counter: "egress_pass"},
 		{name: "NA for itself", in: na(epA), verdict: tcNext, counter: "egress_pass"},

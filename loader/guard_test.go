@@ -75,7 +75,35 @@ func guardEgressCases() []fwdCase {
 	dadNoPort := dadNS(epA).frame()
 	copy(dadNoPort[6:12], epAMAC)
 
+	unspec := func(next uint8, payload []byte, dst netip.Addr, dstMAC net.HardwareAddr) []byte {
+		f := frame{ethDst: dstMAC, ethSrc: epAMAC, src: unspecified, dst: dst, nextHdr: next, hop: 255, payload: payload}
+		return f.bytes()
+	}
+	mdns := netip.MustParseAddr("ff02::fb")
+	mdnsMAC := net.HardwareAddr{0x33, 0x33, 0, 0, 0, 0xfb}
+	mld := netip.MustParseAddr("ff02::16")
+	mldMAC := net.HardwareAddr{0x33, 0x33, 0, 0, 0, 0x16}
+	epGroup, epGroupMAC := solicitedNode(epA)
+	hbh := func(inner []byte) []byte { return append([]byte{protoICMPv6, 0, 5, 2, 0, 0, 1, 0}, inner...) }
+	arpSpoof := append(ethHeader(bridgeMAC, epBMAC, ethTypeARP), make([]byte, 28)...)
+	llOff := fromA(remote, protoUDP, 64, udp(8))
+	llOff.src = epALL
+
 	return []fwdCase{
+		// From ::, only DAD, RS and MLD reports.
+		{name: ":: UDP to mDNS behind hop-by-hop", in: unspec(protoHopOpt, append([]byte{protoUDP, 0, 1, 4, 0, 0, 0, 0}, udp(8)...), mdns, mdnsMAC),
+			verdict: tcShot, counter: "egress_drop_unspec"},
+		{name: ":: Packet Too Big", in: unspec(protoICMPv6, icmpMsg(unspecified, epB, 2, make([]byte, 52)), epB, epBMAC),
+			verdict: tcShot, counter: "egress_drop_unspec"},
+		{name: ":: DAD NS with an SLLA option", in: unspec(protoICMPv6, icmpMsg(unspecified, epGroup, 135, nsBody(epA, lla(1, epAMAC))), epGroup, epGroupMAC),
+			verdict: tcShot, counter: "egress_drop_unspec"},
+		{name: ":: RS without options", in: unspec(protoICMPv6, icmpMsg(unspecified, netip.MustParseAddr("ff02::2"), 133, make([]byte, 4)),
+			netip.MustParseAddr("ff02::2"), net.HardwareAddr{0x33, 0x33, 0, 0, 0, 2}), verdict: tcNext, counter: "egress_pass"},
+		{name: ":: MLDv2 report behind hop-by-hop", in: unspec(protoHopOpt, hbh(icmpMsg(unspecified, mld, 143, make([]byte, 4))), mld, mldMAC),
+			verdict: tcNext, counter: "egress_pass"},
+		{name: "ARP with a neighbour's MAC", in: arpSpoof, verdict: tcShot, counter: "egress_drop_mac"},
+		{name: "link-local source to an off-host address", in: llOff.bytes(), verdict: tcNext, counter: "egress_pass"},
+
 		// Who may send: its MAC, its link-local, its addresses.
 		{name: "another port's MAC", in: wrongMAC.bytes(), verdict: tcShot, counter: "egress_drop_mac"},
 		{name: "VLAN-tagged frame", in: vlan, verdict: tcShot, counter: "egress_drop_vlan"},
@@ -120,7 +148,7 @@ func epBLL() netip.Addr { return netip.MustParseAddr("fe80::42:acff:fe11:b") }
 
 // Frames from the uplink that the kernel would never forward or answer,
 // and the config states under which BPF must leave everything to it.
-func guardIngressCases(redirect, pass, drop uint32, xdp bool) []fwdCase {
+func guardIngressCases(redirect, answer, pass, drop uint32, xdp bool) []fwdCase {
 	llSrc := fromRouter(epA, protoUDP, 64, udp(8))
 	llSrc.src = peerLL
 	mcastSrc := fromRouter(epA, protoUDP, 64, udp(8))
@@ -140,6 +168,28 @@ func guardIngressCases(redirect, pass, drop uint32, xdp bool) []fwdCase {
 	nsForeignMAC := multicastNS(liveAddr).frame()
 	copy(nsForeignMAC[0:6], []byte{0x02, 0, 0x5e, 0, 0, 0x99})
 
+	otherMAC := net.HardwareAddr{0x02, 0, 0x5e, 0, 0, 0x77}
+	nsFrom := func(src netip.Addr, ethSrc net.HardwareAddr, hop uint8) []byte {
+		n := multicastNS(liveAddr)
+		n.src = src
+		if ethSrc != nil {
+			n.ethSrc = ethSrc
+		}
+		if hop != 0 {
+			n.hopLimit = hop
+		}
+		return n.frame()
+	}
+	spent := func(d *Dataplane) error {
+		if err := d.SetNSLimit(NSLimit{PerSource: 1, Burst: 1}); err != nil {
+			return err
+		}
+		return spendBucket(d, peerAddr)
+	}
+	unspent := func(d *Dataplane) error {
+		_ = d.objs.V6dpNsSources.Delete(nsSourceOf(peerAddr, peerMAC))
+		return d.SetNSLimit(NSLimit{})
+	}
 	setFlags := func(set func(*UplinkConfig)) func(*Dataplane) error {
 		return func(d *Dataplane) error {
 			c := forwardUplink()
@@ -149,6 +199,16 @@ func guardIngressCases(redirect, pass, drop uint32, xdp bool) []fwdCase {
 	}
 	restore := func(d *Dataplane) error { return d.SetUplink(forwardUplink()) }
 	cases := []fwdCase{
+		// NS that must never be answered: the answer would be a reflection.
+		{name: "NS from a multicast source", in: nsFrom(netip.MustParseAddr("ff02::1"), nil, 0), verdict: pass, counter: "ns_malformed"},
+		{name: "NS from ::1", in: nsFrom(netip.MustParseAddr("::1"), nil, 0), verdict: pass, counter: "ns_malformed"},
+		{name: "NS from a broadcast MAC", in: nsFrom(peerAddr, net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 0), verdict: pass, counter: "ns_malformed"},
+		// A routed NS (hop limit 254) is the kernel's to drop, and spends no bucket.
+		{name: "routed NS while the source's bucket is spent", in: nsFrom(peerAddr, nil, 254), verdict: pass, counter: "ns_malformed",
+			setup: spent, undo: unspent},
+		{name: "NS from the same address, another MAC, bucket of its own", in: nsFrom(peerAddr, otherMAC, 0),
+			verdict: answer, counter: "ns_answered", setup: spent, undo: unspent,
+			want: na{ethDst: otherMAC, src: liveAddr, dst: peerAddr, target: liveAddr, router: true, solicited: true}.frame()},
 		{name: "link-local source", in: llSrc.bytes(), verdict: pass, counter: "fwd_pass_src"},
 		{name: "multicast source", in: mcastSrc.bytes(), verdict: pass, counter: "fwd_pass_src"},
 		{name: "loopback source", in: loopSrc.bytes(), verdict: pass, counter: "fwd_pass_src"},
@@ -178,7 +238,7 @@ func guardIngressCases(redirect, pass, drop uint32, xdp bool) []fwdCase {
 				return spendBucket(d, peerAddr)
 			},
 			undo: func(d *Dataplane) error {
-				_ = d.objs.V6dpNsSources.Delete(endpointKeyOf(peerAddr))
+				_ = d.objs.V6dpNsSources.Delete(nsSourceOf(peerAddr, peerMAC))
 				return d.SetNSLimit(NSLimit{})
 			}},
 	}
@@ -198,8 +258,9 @@ func guardIngressCases(redirect, pass, drop uint32, xdp bool) []fwdCase {
 	return cases
 }
 
-func endpointKeyOf(a netip.Addr) *uplinkEndpointKey {
-	k := uplinkEndpointKey{Addr: a.As16()}
+func nsSourceOf(a netip.Addr, mac net.HardwareAddr) *uplinkNsSource {
+	k := uplinkNsSource{Addr: a.As16()}
+	copy(k.Mac[:], mac)
 	return &k
 }
 
@@ -207,7 +268,7 @@ func endpointKeyOf(a netip.Addr) *uplinkEndpointKey {
 func spendBucket(d *Dataplane, src netip.Addr) error {
 	var b uplinkNsBucket
 	b.TatNs = ^uint64(0) >> 1
-	return d.objs.V6dpNsSources.Put(endpointKeyOf(src), &b)
+	return d.objs.V6dpNsSources.Put(nsSourceOf(src, peerMAC), &b)
 }
 
 func TestGuardPackets(t *testing.T) {
@@ -218,8 +279,8 @@ func TestGuardPackets(t *testing.T) {
 		prog  *ebpf.Program
 		cases []fwdCase
 	}{
-		{"xdp_uplink", d.objs.XdpUplink, guardIngressCases(xdpRedirect, xdpPass, xdpDrop, true)},
-		{"tc_uplink", d.objs.TcUplink, guardIngressCases(tcRedirect, tcNext, tcShot, false)},
+		{"xdp_uplink", d.objs.XdpUplink, guardIngressCases(xdpRedirect, xdpTX, xdpPass, xdpDrop, true)},
+		{"tc_uplink", d.objs.TcUplink, guardIngressCases(tcRedirect, tcRedirect, tcNext, tcShot, false)},
 		{"tc_endpoint", d.egress.TcEndpoint, guardEgressCases()},
 	}
 	err := in(t, ns, func() error {

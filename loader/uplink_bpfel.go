@@ -52,7 +52,9 @@ const (
 	uplinkCounterIdCNT_EGRESS_DROP_NDP_LLADDR uplinkCounterId = 33
 	uplinkCounterIdCNT_EGRESS_DROP_NA_TARGET  uplinkCounterId = 34
 	uplinkCounterIdCNT_EGRESS_DROP_VLAN       uplinkCounterId = 35
-	uplinkCounterIdCNT_MAX                    uplinkCounterId = 36
+	uplinkCounterIdCNT_EGRESS_DROP_TRUNCATED  uplinkCounterId = 36
+	uplinkCounterIdCNT_EGRESS_DROP_UNSPEC     uplinkCounterId = 37
+	uplinkCounterIdCNT_MAX                    uplinkCounterId = 38
 )
 
 type uplinkEndpointFlags uint32
@@ -86,6 +88,13 @@ type uplinkNsLimitConfig struct {
 	SourceIntervalNs uint64
 	GlobalIntervalNs uint64
 	Burst            uint64
+}
+
+type uplinkNsSource struct {
+	_    structs.HostLayout
+	Addr [16]uint8
+	Mac  [6]uint8
+	Pad  [2]uint8
 }
 
 type uplinkPortFlags uint32

@@ -86,7 +86,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct endpoint_key);
+	__type(key, struct ns_source);
 	__type(value, struct ns_bucket);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } v6dp_ns_sources SEC(".maps");

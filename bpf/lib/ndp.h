@@ -128,6 +128,14 @@ static __always_inline int ndp_ns_validate(void *data, void *data_end, struct et
 		return CNT_NS_MALFORMED;
 	if (ipv6_addr_is_multicast(&msg->target))
 		return CNT_NS_MALFORMED;
+	/*
+	 * The answer goes back to the NS source: a multicast or loopback
+	 * source (RFC 4291 2.7, 2.5.3), or a group Ethernet source, would make
+	 * it a reflection, never an answer.
+	 */
+	if (ipv6_addr_is_multicast(&ip6->saddr) || ipv6_addr_is_loopback(&ip6->saddr) ||
+	    (eth->h_source[0] & 1))
+		return CNT_NS_MALFORMED;
 
 	ns->dad = ipv6_addr_is_any(&ip6->saddr);
 	/*

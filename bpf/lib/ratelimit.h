@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
 #include <linux/in6.h>
 #include <bpf/bpf_helpers.h>
 
@@ -36,15 +37,17 @@ static __always_inline bool gcra_admit(struct ns_bucket *b, __u64 now, __u64 int
 }
 
 /*
- * ns_admit reports whether an NS from src may be looked at (answered or
- * passed to the kernel); false means drop it. The per-source bucket is
- * checked first, so that one flooding source cannot use up the uplink's.
+ * ns_admit reports whether a valid NS from src (sent from mac) may be
+ * acted on; false means drop it. A source is its address and its MAC, so
+ * that every host's DAD (from ::) has a bucket of its own and a flood
+ * from one MAC cannot spend another's. The per-source bucket is checked
+ * first, so that one flooding source cannot use up the uplink's.
  */
-static __always_inline bool ns_admit(const struct in6_addr *src)
+static __always_inline bool ns_admit(const struct in6_addr *src, const __u8 mac[ETH_ALEN])
 {
 	const struct ns_limit_config *cfg;
 	struct ns_bucket *b, fresh = {};
-	struct endpoint_key key;
+	struct ns_source key = {};
 	__u32 zero = 0;
 	__u64 now;
 
@@ -54,6 +57,7 @@ static __always_inline bool ns_admit(const struct in6_addr *src)
 	now = bpf_ktime_get_ns();
 	if (cfg->source_interval_ns) {
 		__builtin_memcpy(key.addr, src->s6_addr, sizeof(key.addr));
+		__builtin_memcpy(key.mac, mac, ETH_ALEN);
 		b = bpf_map_lookup_elem(&v6dp_ns_sources, &key);
 		if (!b) {
 			fresh.tat_ns = now + cfg->source_interval_ns;
