@@ -323,6 +323,9 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 	/* Only DAD and MLD come from ::, and they have been let through above. */
 	if (ipv6_addr_is_any(&ip6->saddr))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
+	/* A port of another network: guarded, delivered by bridge and kernel. */
+	if (port->flags & PORT_F_GUARD_ONLY)
+		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
 	/* Multicast and link-local destinations stay on the bridge. */
 	if (ipv6_addr_is_multicast(&ip6->daddr) || ipv6_addr_is_link_local(&ip6->daddr))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
@@ -334,6 +337,8 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 	 */
 	if (cfg->flags & UPLINK_F_FILTERED)
 		return egress_verdict(pkt, EGRESS_PASS, CNT_FWD_PASS_FILTERED);
+	if (uplink_policy_stale(cfg))
+		return egress_verdict(pkt, EGRESS_PASS, CNT_FWD_PASS_STALE);
 	/* Guarding only: the bridge and the kernel deliver. */
 	if (!(cfg->flags & UPLINK_F_EGRESS_FWD))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);

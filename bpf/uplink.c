@@ -159,6 +159,8 @@ static __always_inline enum uplink_action uplink_classify_fwd(struct ethhdr *eth
 	/* The host's firewall must see every forwarded packet. */
 	if (cfg->flags & UPLINK_F_FILTERED)
 		return uplink_pass(pkt, CNT_FWD_PASS_FILTERED);
+	if (uplink_policy_stale(cfg))
+		return uplink_pass(pkt, CNT_FWD_PASS_STALE);
 	if (!mac_equal(eth->h_dest, cfg->mac))
 		return uplink_pass(pkt, CNT_FWD_PASS_MAC);
 	if (ipv6_src_never_forwarded(&ip6->saddr))

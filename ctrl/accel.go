@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sort"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -26,6 +27,10 @@ type accel interface {
 type bpfAccel struct {
 	dp   *loader.Dataplane
 	fwd  *forwarder
+	// gateway is the endpoints' gateway, never an endpoint's address.
+	gateway netip.Addr
+	// conflicts are the port guard's conflicts logged last.
+	conflicts map[string]bool
 	stop context.CancelFunc
 	done chan struct{}
 }
@@ -34,10 +39,9 @@ type bpfAccel struct {
 // end's XDP before the addresses are forwarded, the addresses and the
 // port's entry before the endpoint program validates sources against them.
 //
-// Endpoints of further networks (--network) are answered for but not
-// forwarded or guarded: the programs know one bridge (its MAC is the
-// routers' MAC the endpoints send to), so the kernel forwards for the
-// others.
+// Endpoints of further networks (--network) are answered for and guarded
+// but not forwarded: the programs know one bridge (its MAC is the routers'
+// MAC the endpoints send to), so bridge and kernel deliver for the others.
 func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
 	errs := []error{b.fwd.refreshBridge()}
 	onBridge := make(map[int]*Endpoint, len(eps))
@@ -54,20 +58,103 @@ func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
 			want[a] = b.fwd.endpoint(ep, a, ready[idx])
 		}
 	}
-	errs = append(errs, b.dp.SyncEndpoints(want), b.dp.SyncPorts(portEntries(onBridge)), b.fwd.attach(onBridge))
+	errs = append(errs, b.dp.SyncEndpoints(want), b.syncPorts(eps), b.fwd.attach(eps))
 	return errors.Join(errs...)
 }
 
-// portEntries is what each endpoint may send from: its MAC and link-local.
-func portEntries(eps map[int]*Endpoint) map[uint32]loader.Port {
+// portEntries is what each endpoint may send from: its MAC and its
+// link-local address, each owned by one port. The first port to hold a
+// MAC or a link-local address keeps it (ports are taken oldest first, by
+// ifindex); a second claimant, and any claim on a reserved address (the
+// gateway, the host's own link-local and MAC addresses), gets nothing: a
+// port without a MAC entry sends no IPv6, one without a link-local
+// address sends from none (so no NA for fe80::1). It returns the
+// conflicts, each as one line, for the log.
+func portEntries(eps map[int]*Endpoint, reserved map[netip.Addr]bool, reservedMACs map[string]bool) (map[uint32]loader.Port, []string) {
+	idxs := make([]int, 0, len(eps))
+	for idx := range eps {
+		idxs = append(idxs, idx)
+	}
+	sort.Ints(idxs)
 	out := make(map[uint32]loader.Port, len(eps))
-	for idx, ep := range eps {
+	macOwner := map[string]int{}
+	llOwner := map[netip.Addr]int{}
+	var conflicts []string
+	for _, idx := range idxs {
+		ep := eps[idx]
 		if len(ep.MAC) != 6 {
 			continue
 		}
-		out[uint32(idx)] = loader.Port{MAC: ep.MAC, LinkLocal: ep.LinkLocal}
+		mac := ep.MAC.String()
+		if reservedMACs[mac] {
+			conflicts = append(conflicts, fmt.Sprintf("port %s: MAC %s is the host's: the port sends no IPv6", ep.HostIf, mac))
+			continue
+		}
+		if first, ok := macOwner[mac]; ok {
+			conflicts = append(conflicts, fmt.Sprintf("port %s: MAC %s is port %s's: the port sends no IPv6", ep.HostIf, mac, eps[first].HostIf))
+			continue
+		}
+		macOwner[mac] = idx
+		p := loader.Port{MAC: ep.MAC}
+		ll := ep.LinkLocal.WithZone("")
+		switch first, taken := llOwner[ll]; {
+		case !ll.IsValid():
+		case reserved[ll]:
+			conflicts = append(conflicts, fmt.Sprintf("port %s: link-local %s is the host's or the gateway's: the port sends from none", ep.HostIf, ll))
+		case taken:
+			conflicts = append(conflicts, fmt.Sprintf("port %s: link-local %s is port %s's: the port sends from none", ep.HostIf, ll, eps[first].HostIf))
+		default:
+			llOwner[ll] = idx
+			p.LinkLocal = ll
+		}
+		out[uint32(idx)] = p
 	}
-	return out
+	return out, conflicts
+}
+
+// hostOwned returns the link-local addresses and MACs no endpoint may
+// use: the gateway, and the bridge's and the uplink's own.
+func (b *bpfAccel) hostOwned() (map[netip.Addr]bool, map[string]bool) {
+	lls := map[netip.Addr]bool{BridgeLinkLocal: true}
+	if b.gateway.IsLinkLocalUnicast() {
+		lls[b.gateway] = true
+	}
+	macs := map[string]bool{}
+	for _, idx := range append(b.fwd.bridges(), b.fwd.uplink.Ifindex) {
+		l, err := netlink.LinkByIndex(idx)
+		if err != nil {
+			continue
+		}
+		macs[l.Attrs().HardwareAddr.String()] = true
+		addrs, _ := netlink.AddrList(l, netlink.FAMILY_V6)
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.IsLinkLocalUnicast() {
+				lls[ip] = true
+			}
+		}
+	}
+	return lls, macs
+}
+
+// syncPorts writes the ports map, logging each new conflict once.
+func (b *bpfAccel) syncPorts(eps map[int]*Endpoint) error {
+	lls, macs := b.hostOwned()
+	want, conflicts := portEntries(eps, lls, macs)
+	for idx, p := range want {
+		if ep := eps[int(idx)]; ep != nil && ep.Bridge != 0 && ep.Bridge != b.fwd.uplink.BridgeIndex {
+			p.GuardOnly = true
+			want[idx] = p
+		}
+	}
+	seen := make(map[string]bool, len(conflicts))
+	for _, c := range conflicts {
+		seen[c] = true
+		if !b.conflicts[c] {
+			slog.Warn("port guard: address conflict", "conflict", c)
+		}
+	}
+	b.conflicts = seen
+	return b.dp.SyncPorts(want)
 }
 
 // Close stops the watcher and closes the descriptors; pins and attachments
@@ -290,6 +377,11 @@ func uplinkConfig(r *Resolved, h *Host, plan hookPlan) (loader.UplinkConfig, err
 		return cfg, nil
 	}
 	cfg.Ifindex, cfg.MAC = h.Uplink.Attrs().Index, h.Uplink.Attrs().HardwareAddr
+	if len(cfg.MAC) != 6 {
+		// A layer-3 uplink (WireGuard, tun, PPP) has no MAC and no NDP:
+		// the programs still need one to be enabled and guard the ports.
+		cfg.MAC = h.Bridge.Attrs().HardwareAddr
+	}
 	if ll, err := linkLocalOf(h.Uplink); err == nil {
 		cfg.LinkLocal = ll
 	} else if cfg.NASourceLinkLocal {
@@ -314,7 +406,7 @@ func openAccel(r *Resolved, h *Host, j *Journal, plan hookPlan) (*bpfAccel, load
 		dp.Close()
 		return nil, cfg, err
 	}
-	b := &bpfAccel{dp: dp}
+	b := &bpfAccel{dp: dp, gateway: r.Gateway}
 	b.fwd = newForwarder(dp, cfg, plan.xdp && plan.native && plan.fwd&loader.HookXDP != 0, r.IPForward)
 	uplink := ""
 	if h.Uplink != nil {

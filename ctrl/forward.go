@@ -40,6 +40,8 @@ type forwarder struct {
 	// ports holds the ports whose endpoint program this daemon attached
 	// or adopted, by host-side ifindex.
 	ports map[int]bool
+	// seenBridges are the bridges of the endpoints of other networks.
+	seenBridges map[int]bool
 	// bridgeMTU caps every endpoint's MTU: the kernel sends Packet Too
 	// Big for the bridge's MTU, so BPF must pass anything larger to it.
 	bridgeMTU int
@@ -48,7 +50,7 @@ type forwarder struct {
 func newForwarder(dp *loader.Dataplane, uplink loader.UplinkConfig, peerXDP, enabled bool) *forwarder {
 	enabled = enabled && (uplink.ForwardHooks != 0 || uplink.EgressForward)
 	f := &forwarder{dp: dp, uplink: uplink, enabled: enabled, peerXDP: peerXDP,
-		ports: map[int]bool{}}
+		ports: map[int]bool{}, seenBridges: map[int]bool{}}
 	if enabled {
 		if err := pinBridgeMAC(uplink.BridgeIndex); err != nil {
 			slog.Warn("fixing the bridge MAC", "err", err)
@@ -138,6 +140,7 @@ func (f *forwarder) currentPolicy() hostPolicy {
 func (f *forwarder) write(cfg loader.UplinkConfig, p hostPolicy) error {
 	cfg.Router = cfg.Router && p.Forwarding
 	cfg.Filtered = p.Filtered
+	cfg.PolicyFor = policyHolds
 	return f.dp.SetUplink(cfg)
 }
 
@@ -193,7 +196,12 @@ func (f *forwarder) prepare(eps map[int]*Endpoint) (map[int]bool, error) {
 // before v6dp knows it.
 func (f *forwarder) attach(eps map[int]*Endpoint) error {
 	var errs []error
-	guard, err := bridgePorts(f.uplink.BridgeIndex)
+	for _, ep := range eps {
+		if ep.Bridge != 0 {
+			f.seenBridges[ep.Bridge] = true
+		}
+	}
+	guard, err := bridgePorts(f.bridges())
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -233,15 +241,31 @@ func (f *forwarder) attach(eps map[int]*Endpoint) error {
 	return errors.Join(errs...)
 }
 
-// bridgePorts returns the veth ports of the bridge, by ifindex.
-func bridgePorts(bridgeIndex int) (map[int]string, error) {
+// bridges returns the ifindexes of the bridges whose ports are guarded:
+// the one BPF forwards for and those of every other network seen.
+func (f *forwarder) bridges() []int {
+	out := []int{f.uplink.BridgeIndex}
+	for idx := range f.seenBridges {
+		if idx != f.uplink.BridgeIndex {
+			out = append(out, idx)
+		}
+	}
+	return out
+}
+
+// bridgePorts returns the veth ports of the bridges, by ifindex.
+func bridgePorts(bridges []int) (map[int]string, error) {
 	out := map[int]string{}
 	links, err := netlink.LinkList()
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return out, fmt.Errorf("listing bridge ports: %w", err)
 	}
+	want := make(map[int]bool, len(bridges))
+	for _, b := range bridges {
+		want[b] = true
+	}
 	for _, l := range links {
-		if a := l.Attrs(); a.MasterIndex == bridgeIndex && l.Type() == "veth" {
+		if a := l.Attrs(); want[a.MasterIndex] && l.Type() == "veth" {
 			out[a.Index] = a.Name
 		}
 	}
@@ -252,6 +276,12 @@ func bridgePorts(bridgeIndex int) (map[int]string, error) {
 // firewall besides the events: nftables and netconf changes arrive at
 // once; legacy ip6tables sends none.
 const policyPoll = time.Second
+
+// policyHolds is how long a policy read holds in BPF without a renewal:
+// while no daemon runs, nobody watches the host's firewall, so BPF stops
+// forwarding a few seconds after the daemon's end and the kernel, which
+// applies the firewall as it is then, forwards instead.
+const policyHolds = 3 * time.Second
 
 // watch keeps the uplink config in line with the host's forwarding and
 // firewall until ctx ends.
@@ -268,11 +298,8 @@ func (b *bpfAccel) watch(ctx context.Context, uplink string) {
 		case <-nft:
 		case <-t.C:
 		}
-		p := readHostPolicy(uplink)
-		if p == b.fwd.currentPolicy() {
-			continue
-		}
-		if err := b.fwd.setPolicy(p); err != nil {
+		// Written every time, changed or not: the write renews it.
+		if err := b.fwd.setPolicy(readHostPolicy(uplink)); err != nil {
 			slog.Warn("applying the host policy", "err", err)
 		}
 	}

@@ -30,29 +30,47 @@ func readHostPolicy(uplink string) hostPolicy {
 	return p
 }
 
-// readForwarding reads net.ipv6.conf.<uplink>.forwarding by path, so that
+// readForwarding reports whether the kernel forwards and proxies on the
+// uplink: ip6_forward needs net.ipv6.conf.all.forwarding, the NDP proxy
+// the uplink's own (ndisc_recv_ns). Both are read by path, so that
 // interface names with dots (eth0.100) need no translation.
 func readForwarding(uplink string) bool {
-	b, err := os.ReadFile(filepath.Join(sysctlRoot, "net/ipv6/conf", uplink, "forwarding"))
-	return err == nil && strings.TrimSpace(string(b)) != "0"
+	for _, dev := range []string{"all", uplink} {
+		b, err := os.ReadFile(filepath.Join(sysctlRoot, "net/ipv6/conf", dev, "forwarding"))
+		if err != nil || strings.TrimSpace(string(b)) == "0" {
+			return false
+		}
+	}
+	return true
 }
 
-// Netfilter hook numbers (linux/netfilter.h), the same for the ip6, inet
-// and bridge families.
+// Netfilter hook numbers (linux/netfilter.h): the same for the ip6, inet
+// and bridge families; netdev has ingress (0) and egress (1).
 const (
 	nfPrerouting  = 0
 	nfForward     = 2
 	nfPostrouting = 4
+	nfIngress     = 5 // inet's ingress hook
 )
 
 // forwardFiltered reports whether netfilter might act on IPv6 that the
-// host forwards to or from its endpoints: a base chain of the ip6, inet or
-// bridge family at prerouting, forward or postrouting with a rule in it or
-// a drop policy (iptables-nft's ip6tables rules are such chains too), or a
-// table of the legacy ip6_tables module, whose rules are not read here.
+// host forwards to or from its endpoints, which the fast path would skip:
+// a base chain with a rule in it or a drop policy in
+//   - the ip6 or inet family at prerouting, forward or postrouting (and
+//     inet's ingress), which is where iptables-nft puts ip6tables rules;
+//   - the bridge family at any hook (switched and routed frames of the
+//     endpoints cross the bridge);
+//   - the netdev family (ingress and egress chains of the uplink and the
+//     ports, which the programs' redirects skip);
+//
+// or a table of the legacy ip6_tables or ebtables modules, whose rules are
+// not read here and so count as filtering.
 func forwardFiltered() (bool, string) {
 	if b, err := os.ReadFile("/proc/net/ip6_tables_names"); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		return true, "legacy ip6tables tables loaded (" + strings.Join(strings.Fields(string(b)), ", ") + ")"
+	}
+	if _, err := os.Stat("/sys/module/ebtable_filter"); err == nil {
+		return true, "legacy ebtables filter table loaded"
 	}
 	conn, err := nftables.New()
 	if err != nil {
@@ -64,17 +82,7 @@ func forwardFiltered() (bool, string) {
 		return true, fmt.Sprintf("nftables unreadable: %v", err)
 	}
 	for _, c := range chains {
-		if c.Hooknum == nil || c.Table == nil {
-			continue
-		}
-		switch c.Table.Family {
-		case nftables.TableFamilyIPv6, nftables.TableFamilyINet, nftables.TableFamilyBridge:
-		default:
-			continue
-		}
-		switch *c.Hooknum {
-		case nfPrerouting, nfForward, nfPostrouting:
-		default:
+		if c.Hooknum == nil || c.Table == nil || !chainOnPath(c.Table.Family, uint32(*c.Hooknum)) {
 			continue
 		}
 		name := fmt.Sprintf("%s %s chain %s", familyName(c.Table.Family), c.Table.Name, c.Name)
@@ -92,6 +100,20 @@ func forwardFiltered() (bool, string) {
 	return false, ""
 }
 
+// chainOnPath reports whether a base chain of family at hook sees the
+// endpoints' forwarded traffic (see forwardFiltered).
+func chainOnPath(family nftables.TableFamily, hook uint32) bool {
+	switch family {
+	case nftables.TableFamilyIPv6:
+		return hook == nfPrerouting || hook == nfForward || hook == nfPostrouting
+	case nftables.TableFamilyINet:
+		return hook == nfPrerouting || hook == nfForward || hook == nfPostrouting || hook == nfIngress
+	case nftables.TableFamilyBridge, nftables.TableFamilyNetdev:
+		return true
+	}
+	return false
+}
+
 func familyName(f nftables.TableFamily) string {
 	switch f {
 	case nftables.TableFamilyIPv6:
@@ -100,6 +122,8 @@ func familyName(f nftables.TableFamily) string {
 		return "inet"
 	case nftables.TableFamilyBridge:
 		return "bridge"
+	case nftables.TableFamilyNetdev:
+		return "netdev"
 	}
 	return fmt.Sprintf("family %d", f)
 }

@@ -57,6 +57,14 @@ struct uplink_config {
 	__u32 bridge_ifindex;
 	__u8 bridge_mac[6];
 	__u8 pad2[2];
+	/*
+	 * Until when (CLOCK_MONOTONIC_COARSE, ns) the host policy the control
+	 * plane last read holds: the daemon renews it every second. Past it
+	 * (no daemon is watching the host's firewall and forwarding), BPF
+	 * forwards nothing and the kernel applies whatever is set now. 0: no
+	 * expiry (packet tests only).
+	 */
+	__u64 policy_until_ns;
 };
 
 /* uplink_config.flags bits (an enum so that bpf2go generates them for Go). */
@@ -117,6 +125,11 @@ struct port_info {
 enum port_flags {
 	/* link_local is valid. */
 	PORT_F_LL = 1U << 0,
+	/*
+	 * The port is on another bridge than the one the programs forward
+	 * for (a further --network): guarded, then left to bridge and kernel.
+	 */
+	PORT_F_GUARD_ONLY = 1U << 1,
 };
 
 /*
@@ -185,6 +198,7 @@ enum counter_id {
 	CNT_EGRESS_DROP_VLAN, /* VLAN-tagged frame from an endpoint */
 	CNT_EGRESS_DROP_TRUNCATED,/* IPv6 from an endpoint shorter than its headers */
 	CNT_EGRESS_DROP_UNSPEC,/* from :: but not DAD, RS or an MLD report */
+	CNT_FWD_PASS_STALE,   /* no daemon has confirmed the host policy lately: the kernel forwards */
 	CNT_MAX,
 };
 

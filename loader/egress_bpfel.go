@@ -54,7 +54,8 @@ const (
 	egressCounterIdCNT_EGRESS_DROP_VLAN       egressCounterId = 35
 	egressCounterIdCNT_EGRESS_DROP_TRUNCATED  egressCounterId = 36
 	egressCounterIdCNT_EGRESS_DROP_UNSPEC     egressCounterId = 37
-	egressCounterIdCNT_MAX                    egressCounterId = 38
+	egressCounterIdCNT_FWD_PASS_STALE         egressCounterId = 38
+	egressCounterIdCNT_MAX                    egressCounterId = 39
 )
 
 type egressEndpointInfo struct {
@@ -108,6 +109,8 @@ type egressUplinkConfig struct {
 	BridgeIfindex uint32
 	BridgeMac     [6]uint8
 	Pad2          [2]uint8
+	_             [4]byte
+	PolicyUntilNs uint64
 }
 
 // Names of all BPF objects in the ELF.

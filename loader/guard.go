@@ -16,6 +16,8 @@ import (
 type Port struct {
 	MAC       net.HardwareAddr
 	LinkLocal netip.Addr // invalid until learned
+	// GuardOnly: the port is on a bridge BPF does not forward for.
+	GuardOnly bool
 }
 
 func portValue(p Port) (uplinkPortInfo, error) {
@@ -30,6 +32,9 @@ func portValue(p Port) (uplinkPortInfo, error) {
 		}
 		v.LinkLocal = p.LinkLocal.WithZone("").As16()
 		v.Flags |= uint32(uplinkPortFlagsPORT_F_LL)
+	}
+	if p.GuardOnly {
+		v.Flags |= uint32(uplinkPortFlagsPORT_F_GUARD_ONLY)
 	}
 	return v, nil
 }
@@ -47,6 +52,7 @@ func (d *Dataplane) GuardedPorts() (map[uint32]Port, error) {
 		if v.Flags&uint32(uplinkPortFlagsPORT_F_LL) != 0 {
 			p.LinkLocal = netip.AddrFrom16(v.LinkLocal)
 		}
+		p.GuardOnly = v.Flags&uint32(uplinkPortFlagsPORT_F_GUARD_ONLY) != 0
 		out[k] = p
 	}
 	if err := it.Err(); err != nil {

@@ -103,6 +103,9 @@ func guardEgressCases() []fwdCase {
 			verdict: tcNext, counter: "egress_pass"},
 		{name: "ARP with a neighbour's MAC", in: arpSpoof, verdict: tcShot, counter: "egress_drop_mac"},
 		{name: "link-local source to an off-host address", in: llOff.bytes(), verdict: tcNext, counter: "egress_pass"},
+		{name: "host policy expired: the kernel routes", in: fromA(remote, protoUDP, 64, udp(8)).bytes(), verdict: tcNext,
+			counter: "fwd_pass_stale", setup: expirePolicy,
+			undo: func(d *Dataplane) error { return d.SetUplink(forwardUplink()) }},
 
 		// Who may send: its MAC, its link-local, its addresses.
 		{name: "another port's MAC", in: wrongMAC.bytes(), verdict: tcShot, counter: "egress_drop_mac"},
@@ -217,6 +220,8 @@ func guardIngressCases(redirect, answer, pass, drop uint32, xdp bool) []fwdCase 
 		{name: "NS in a frame for another host's MAC", in: nsForeignMAC, verdict: pass, counter: "fwd_pass_mac"},
 		{name: "host firewall filters forwarding", in: fromRouter(epA, protoUDP, 64, udp(8)).bytes(), verdict: pass,
 			counter: "fwd_pass_filtered", setup: setFlags(func(c *UplinkConfig) { c.Filtered = true }), undo: restore},
+		{name: "host policy expired: no daemon watching", in: fromRouter(epA, protoUDP, 64, udp(8)).bytes(), verdict: pass,
+			counter: "fwd_pass_stale", setup: expirePolicy, undo: restore},
 		{name: "host forwarding off: no forwarding", in: fromRouter(epA, protoUDP, 64, udp(8)).bytes(), verdict: pass,
 			counter: "pass_no_forwarding", setup: setFlags(func(c *UplinkConfig) { c.Router = false }), undo: restore},
 		{name: "host forwarding off: no answer", in: multicastNS(liveAddr).frame(), verdict: pass,
@@ -256,6 +261,16 @@ func guardIngressCases(redirect, answer, pass, drop uint32, xdp bool) []fwdCase 
 		)
 	}
 	return cases
+}
+
+// expirePolicy writes a config whose host policy ran out long ago.
+func expirePolicy(d *Dataplane) error {
+	var v uplinkUplinkConfig
+	if err := d.objs.V6dpUplinkCfg.Lookup(uint32(0), &v); err != nil {
+		return err
+	}
+	v.PolicyUntilNs = 1
+	return d.objs.V6dpUplinkCfg.Put(uint32(0), &v)
 }
 
 func nsSourceOf(a netip.Addr, mac net.HardwareAddr) *uplinkNsSource {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -90,6 +91,9 @@ type UplinkConfig struct {
 	// Filtered says the host's firewall filters forwarded IPv6: BPF then
 	// forwards nothing, so every packet meets the host's rules.
 	Filtered bool
+	// PolicyFor is how long the host policy above holds unless written
+	// again (0: forever); past it BPF forwards nothing.
+	PolicyFor time.Duration
 }
 
 // Hooks is a set of the uplink's programs.

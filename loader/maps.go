@@ -60,6 +60,13 @@ func (d *Dataplane) SetUplink(c UplinkConfig) error {
 	if c.Filtered {
 		v.Flags |= uint32(uplinkUplinkFlagsUPLINK_F_FILTERED)
 	}
+	if c.PolicyFor > 0 {
+		var now unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &now); err != nil {
+			return fmt.Errorf("uplink: reading the clock: %w", err)
+		}
+		v.PolicyUntilNs = uint64(now.Nano()) + uint64(c.PolicyFor)
+	}
 	if c.NASourceLinkLocal {
 		if !c.LinkLocal.IsValid() {
 			return fmt.Errorf("uplink: NA source link-local without a link-local address: %w", ErrNotIPv6)

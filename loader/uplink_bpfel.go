@@ -54,7 +54,8 @@ const (
 	uplinkCounterIdCNT_EGRESS_DROP_VLAN       uplinkCounterId = 35
 	uplinkCounterIdCNT_EGRESS_DROP_TRUNCATED  uplinkCounterId = 36
 	uplinkCounterIdCNT_EGRESS_DROP_UNSPEC     uplinkCounterId = 37
-	uplinkCounterIdCNT_MAX                    uplinkCounterId = 38
+	uplinkCounterIdCNT_FWD_PASS_STALE         uplinkCounterId = 38
+	uplinkCounterIdCNT_MAX                    uplinkCounterId = 39
 )
 
 type uplinkEndpointFlags uint32
@@ -100,7 +101,8 @@ type uplinkNsSource struct {
 type uplinkPortFlags uint32
 
 const (
-	uplinkPortFlagsPORT_F_LL uplinkPortFlags = 1
+	uplinkPortFlagsPORT_F_LL         uplinkPortFlags = 1
+	uplinkPortFlagsPORT_F_GUARD_ONLY uplinkPortFlags = 2
 )
 
 type uplinkPortInfo struct {
@@ -121,6 +123,8 @@ type uplinkUplinkConfig struct {
 	BridgeIfindex uint32
 	BridgeMac     [6]uint8
 	Pad2          [2]uint8
+	_             [4]byte
+	PolicyUntilNs uint64
 }
 
 type uplinkUplinkFlags uint32
