@@ -25,14 +25,14 @@ type accel interface {
 // table, the ports guarded and forwarding (see forwarder), and the uplink
 // config in line with the host's forwarding and firewall (see watch).
 type bpfAccel struct {
-	dp   *loader.Dataplane
-	fwd  *forwarder
+	dp  *loader.Dataplane
+	fwd *forwarder
 	// gateway is the endpoints' gateway, never an endpoint's address.
 	gateway netip.Addr
 	// conflicts are the port guard's conflicts logged last.
 	conflicts map[string]bool
-	stop context.CancelFunc
-	done chan struct{}
+	stop      context.CancelFunc
+	done      chan struct{}
 }
 
 // Sync orders its steps so that no packet meets half a port: the far
