@@ -310,7 +310,7 @@ func (o *ops) follow(h *Host) (rescan bool) {
 					h.Bridge = br
 				}
 			}
-			cfg := bpf.fwd.uplink
+			cfg := bpf.fwd.uplinkConfig()
 			cfg.BridgeIndex, cfg.BridgeMAC = h.Bridge.Attrs().Index, h.Bridge.Attrs().HardwareAddr
 			o.setUplinkConfig(bpf, cfg)
 		}
@@ -325,7 +325,7 @@ func (o *ops) follow(h *Host) (rescan bool) {
 	case up.Index != oldUplink:
 		o.repaired("uplink re-created", "uplink", up.Name, "ifindex", up.Index, "mac", up.HardwareAddr.String())
 		if bpf != nil {
-			cfg := bpf.fwd.uplink
+			cfg := bpf.fwd.uplinkConfig()
 			cfg.Ifindex, cfg.MAC = up.Index, up.HardwareAddr
 			if ll, err := linkLocalOf(h.Uplink); err == nil {
 				cfg.LinkLocal = ll
@@ -345,7 +345,7 @@ func (o *ops) follow(h *Host) (rescan bool) {
 	case !bytes.Equal(up.HardwareAddr, o.uplinkMAC):
 		o.repaired("uplink MAC", "uplink", up.Name, "from", o.uplinkMAC.String(), "to", up.HardwareAddr.String())
 		if bpf != nil {
-			cfg := bpf.fwd.uplink
+			cfg := bpf.fwd.uplinkConfig()
 			cfg.MAC = up.HardwareAddr
 			o.setUplinkConfig(bpf, cfg)
 		}
@@ -356,11 +356,28 @@ func (o *ops) follow(h *Host) (rescan bool) {
 }
 
 func (o *ops) setUplinkConfig(b *bpfAccel, cfg loader.UplinkConfig) {
-	if err := b.dp.SetUplink(cfg); err != nil {
+	if err := b.fwd.setUplink(cfg); err != nil {
 		slog.Warn("repair: writing the uplink config", "err", err)
-		return
 	}
-	b.fwd.uplink = cfg
+}
+
+// uplinkConfig returns the uplink config written last.
+func (f *forwarder) uplinkConfig() loader.UplinkConfig {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.uplink
+}
+
+// setUplink writes a new uplink config (a new MAC, a re-created uplink or
+// bridge) with the host policy over it, as the policy watcher does.
+func (f *forwarder) setUplink(cfg loader.UplinkConfig) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.write(cfg, f.policy); err != nil {
+		return err
+	}
+	f.uplink = cfg
+	return nil
 }
 
 // attachUplink attaches the uplink program of mode to ifindex, the way

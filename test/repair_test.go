@@ -272,3 +272,23 @@ func TestRepairXDPProgram(t *testing.T) {
 		t.Errorf("after the repair XDP did not answer (ns_answered %d -> %d)", before["ns_answered"], after["ns_answered"])
 	}
 }
+
+// Nothing broken, nothing repaired: on every dataplane a daemon with
+// containers logs no repair over several resyncs.
+func TestNoRepairWhenIntact(t *testing.T) {
+	for _, dp := range append(dataplanes(), "auto") {
+		t.Run(dp, func(t *testing.T) {
+			s := newSeed(t, "2001:db8::c008/125")
+			d := s.startDaemon(t, s.daemonArgs(dp, "--resync-interval", "500ms"))
+			for _, n := range []string{"i1", "i2"} {
+				s.waitLive(t, s.addContainer(t, s.name(n)), dp != "kernel")
+			}
+			time.Sleep(2 * time.Second)
+			for _, l := range d.logLines() {
+				if strings.Contains(l, "msg=repaired") || strings.Contains(l, "level=WARN") {
+					t.Errorf("intact host: %s", l)
+				}
+			}
+		})
+	}
+}
