@@ -318,6 +318,11 @@ func chooseHooks(r *Resolved, uplink netlink.Link) hookPlan {
 		return split("requested with --ndp-hook=xdp; " + nativeWhy)
 	case r.NDPHook == DataplaneTC:
 		return allTC("requested with --ndp-hook=tc")
+	case !isVeth && hasVLANUppers(uplink):
+		// A NIC that strips VLAN tags on receive hands native XDP the
+		// frames of its VLANs untagged: XDP could not tell them from the
+		// uplink's own. TC sees the tag (skb->vlan_present).
+		return allTC("auto: the uplink carries VLAN devices, whose frames native XDP sees untagged when the NIC strips tags; TC answers")
 	case !isVeth:
 		return split("auto: " + nativeWhy + "; native XDP answers before an skb exists")
 	case peerXDP:
@@ -328,6 +333,20 @@ func chooseHooks(r *Resolved, uplink netlink.Link) hookPlan {
 		return allTC("auto: a veth uplink: native XDP there would copy every frame into an XDP buffer before TC sees it (measured slower for answers and for forwarding), so TC answers")
 	}
 	return allTC("auto: " + nativeWhy + "; TC answers (measured faster than generic XDP)")
+}
+
+// hasVLANUppers reports whether a VLAN device sits on the uplink.
+func hasVLANUppers(uplink netlink.Link) bool {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return true // unknown: the safe answer
+	}
+	for _, l := range links {
+		if l.Type() == "vlan" && l.Attrs().ParentIndex == uplink.Attrs().Index {
+			return true
+		}
+	}
+	return false
 }
 
 // vethPeerHasXDP looks at the far end of a veth uplink, when its namespace
