@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/v6dp/v6dp/ctrl/netnsutil"
 	"github.com/v6dp/v6dp/ctrl/rules"
 )
 
@@ -201,7 +202,7 @@ func configureInside(ns netns.NsHandle, tmpPeer string, addr netip.Addr, bits in
 }
 
 // newNamedNetns creates a network namespace bound at /run/netns/name
-// without leaving any thread but a retired one in it (OnThreadIn).
+// without leaving any thread but a retired one in it (netnsutil.OnThread).
 func newNamedNetns(name string) (netns.NsHandle, error) {
 	self, err := netns.Get()
 	if err != nil {
@@ -209,7 +210,7 @@ func newNamedNetns(name string) (netns.NsHandle, error) {
 	}
 	defer self.Close()
 	var ns netns.NsHandle
-	err = OnThreadIn(self, func() error {
+	err = netnsutil.OnThread(self, func() error {
 		// NewNamed moves the thread into the new namespace; OnThreadIn
 		// puts it back.
 		var err error

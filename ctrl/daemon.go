@@ -12,6 +12,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6dp/v6dp/ctrl/rules"
 )
 
 // Daemon keeps the kernel (and the BPF maps) in line with the endpoints on
@@ -96,6 +98,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		}
 	}
 	defer os.Remove(st.path("daemon.json"))
+	defer os.Remove(st.path("conflicts.json"))
 	cl, err := startCluster(ctx, r, st, d.metrics)
 	if err != nil {
 		return err
@@ -393,6 +396,17 @@ func (k sysKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) erro
 		d.metrics.conflicts.Store(int64(d.eps.conflicts))
 	}
 	return errors.Join(errs...)
+}
+
+// Conflicts writes the conflicts into the state directory for status.
+func (k sysKernel) Conflicts(cs []rules.Conflict, found map[int]*Endpoint) {
+	recs := make([]ConflictRecord, 0, len(cs))
+	for _, c := range cs {
+		recs = append(recs, ConflictRecord{Addr: c.Addr, Owner: found[c.Owner].HostIf, Claimant: found[c.Claimant].HostIf})
+	}
+	if err := k.d.store.SaveConflicts(recs); err != nil {
+		slog.Warn("recording address conflicts", "err", err)
+	}
 }
 
 func (k sysKernel) Announce(fresh, gone []netip.Addr) {

@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/v6dp/v6dp/ctrl/netnsutil"
 	"github.com/v6dp/v6dp/ctrl/rules"
 )
 
@@ -339,7 +340,7 @@ func (d *Discoverer) resolveByNsid(ep *Endpoint, nsid, peerIndex int) error {
 // resolveByFile reads the far end through its namespace file.
 func (d *Discoverer) resolveByFile(ep *Endpoint, peerIndex int) error {
 	var addrs []nsAddr
-	err := InNetns(ep.Netns, func(h *netlink.Handle) error {
+	err := netnsutil.Handle(ep.Netns, func(h *netlink.Handle) error {
 		peer, err := h.LinkByIndex(peerIndex)
 		if err != nil {
 			return fmt.Errorf("peer %d: %w", peerIndex, err)

@@ -3,6 +3,7 @@ package ctrl
 import (
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -33,6 +34,9 @@ type kernel interface {
 	// Announce sends unsolicited NAs for fresh addresses and withdraws
 	// gone ones.
 	Announce(fresh, gone []netip.Addr)
+	// Conflicts records the addresses claimed by a second port now (for
+	// `v6dp status`); called when they change. found names the ports.
+	Conflicts(cs []rules.Conflict, found map[int]*Endpoint)
 }
 
 // linkEvent is a link message as the lifecycle needs it.
@@ -62,8 +66,10 @@ type lifecycle struct {
 	// published is what Publish was last given; live its addresses.
 	published map[int]*Endpoint
 	live      map[netip.Addr]bool
-	// conflicts counts addresses claimed by a second port (issue 9).
+	// conflicts counts addresses claimed by a second port (issue 9);
+	// current is the set last recorded.
 	conflicts uint64
+	current   []rules.Conflict
 }
 
 type retry struct {
@@ -289,6 +295,10 @@ func (l *lifecycle) Apply() {
 		l.conflicts++
 		slog.Warn("address claimed by a second endpoint; the first keeps it", "addr", c.Addr,
 			"owner", l.found[c.Owner].HostIf, "claimant", l.found[c.Claimant].HostIf)
+	}
+	if now := l.owners.Conflicts(); !slices.Equal(now, l.current) {
+		l.current = now
+		l.k.Conflicts(now, l.found)
 	}
 	pub := make(map[int]*Endpoint, len(l.found))
 	want := map[netip.Addr]bool{}

@@ -133,6 +133,15 @@ func (k *fakeKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) er
 	return nil
 }
 
+func (k *fakeKernel) Conflicts(cs []rules.Conflict, found map[int]*Endpoint) {
+	for _, c := range cs {
+		k.did = append(k.did, fmt.Sprintf("conflict %s %s>%s", c.Addr, found[c.Owner].HostIf, found[c.Claimant].HostIf))
+	}
+	if len(cs) == 0 {
+		k.did = append(k.did, "no conflicts")
+	}
+}
+
 func (k *fakeKernel) Announce(fresh, gone []netip.Addr) {
 	for _, a := range fresh {
 		k.did = append(k.did, "announce "+a.String())
@@ -279,11 +288,11 @@ func TestLifecycle(t *testing.T) {
 			{what: "owner", set: addPort(8, 1, A("2001:db8:1::10")), ev: linkNew(8),
 				pub: []string{"2001:db8:1::10@8"}, did: []string{"announce 2001:db8:1::10"}},
 			{what: "claimant with a lower ifindex", set: addPort(4, 2, A("2001:db8:1::10"), A("2001:db8:1::11")), ev: linkNew(4),
-				pub: []string{"2001:db8:1::10@8", "2001:db8:1::11@4"}, did: []string{"announce 2001:db8:1::11"}, conflicts: 1},
+				pub: []string{"2001:db8:1::10@8", "2001:db8:1::11@4"}, did: []string{"conflict 2001:db8:1::10 veth8>veth4", "announce 2001:db8:1::11"}, conflicts: 1},
 			{what: "resync counts it once", ev: resync,
 				pub: []string{"2001:db8:1::10@8", "2001:db8:1::11@4"}, conflicts: 1},
 			{what: "owner deleted", set: func(k *fakeKernel) { delete(k.ports, 8) }, ev: linkDel(8),
-				pub: []string{"2001:db8:1::10@4", "2001:db8:1::11@4"}, conflicts: 1},
+				pub: []string{"2001:db8:1::10@4", "2001:db8:1::11@4"}, did: []string{"no conflicts"}, conflicts: 1},
 		}},
 		{name: "a failed scan or an unreadable port keeps what is known", steps: []step{
 			{what: "port", set: addPort(5, 1, A("2001:db8:1::10")), ev: linkNew(5),

@@ -200,6 +200,33 @@ func Report(r *Resolved) (*StatusReport, error) {
 		rep.Networks = append(rep.Networks, nr)
 		eps = append(eps, found...)
 	}
+	// The daemon's ownership decisions: a second claimant's address is
+	// not its own.
+	claimed := map[string]map[netip.Addr]string{} // claimant veth -> addr -> owner veth
+	if rep.Daemon == "running" {
+		cs, err := st.Conflicts()
+		if err != nil {
+			rep.Problems = append(rep.Problems, "reading the daemon's address conflicts: "+err.Error())
+		}
+		for _, c := range cs {
+			if claimed[c.Claimant] == nil {
+				claimed[c.Claimant] = map[netip.Addr]string{}
+			}
+			claimed[c.Claimant][c.Addr] = c.Owner
+		}
+	}
+	for i := range eps {
+		ep := &eps[i]
+		var kept []netip.Addr
+		for _, a := range ep.Addrs {
+			if owner, ok := claimed[ep.HostIf][a]; ok {
+				ep.Refused = append(ep.Refused, rules.Refusal{Addr: a, Reason: "claimed first by the endpoint on " + owner})
+				continue
+			}
+			kept = append(kept, a)
+		}
+		ep.Addrs = kept
+	}
 	for _, ep := range eps {
 		if ep.Err != nil {
 			rep.Problems = append(rep.Problems, "not resolved: "+ep.Err.Error())

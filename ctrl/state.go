@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -68,6 +69,14 @@ type ContainerRecord struct {
 	Created time.Time `json:"created"`
 }
 
+// ConflictRecord is an address a second endpoint claims: the daemon's
+// decision (the first keeps it), for `v6dp status`.
+type ConflictRecord struct {
+	Addr     netip.Addr `json:"addr"`
+	Owner    string     `json:"owner"`    // host-side veth that keeps it
+	Claimant string     `json:"claimant"` // host-side veth that gets nothing
+}
+
 // Store is the state directory.
 type Store struct{ Dir string }
 
@@ -126,6 +135,18 @@ func (s Store) Runtime() (*Runtime, error) {
 		return r, fmt.Errorf("daemon (pid %d) is not running", r.PID)
 	}
 	return r, nil
+}
+
+// SaveConflicts records the current address conflicts.
+func (s Store) SaveConflicts(cs []ConflictRecord) error { return s.write("conflicts.json", cs) }
+
+// Conflicts returns the conflicts the daemon recorded last (none if none).
+func (s Store) Conflicts() ([]ConflictRecord, error) {
+	var cs []ConflictRecord
+	if err := s.read("conflicts.json", &cs); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return cs, nil
 }
 
 // SaveRuntime writes the daemon's runtime record.

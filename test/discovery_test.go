@@ -181,3 +181,56 @@ func testSecondAddress(t *testing.T, dp string) {
 		t.Errorf("address change took effect after %s / %s; want milliseconds (at most 1 s here)", ms(added), ms(removed))
 	}
 }
+
+// TestAddressClaimedTwice: a second container that puts its neighbour's
+// address on its own eth0 gets nothing for it: the first keeps it (BPF
+// forwards to the first), status names the claimant's address as refused.
+func TestAddressClaimedTwice(t *testing.T) {
+	for _, dp := range discoveryDataplanes() {
+		t.Run(dp, func(t *testing.T) { testAddressClaimedTwice(t, dp) })
+	}
+}
+
+func testAddressClaimedTwice(t *testing.T, dp string) {
+	s := newSeed(t, "2001:db8:0:0:1::/80")
+	s.startDaemon(t, s.daemonArgs(dp))
+	first, second := s.name("own"), s.name("thief")
+	addr := s.addContainer(t, first)
+	s.waitLive(t, addr, dp != "kernel")
+	own := s.addContainer(t, second)
+	s.waitLive(t, own, dp != "kernel")
+	s.MustRun(second, "ip", "addr", "add", addr+"/80", "dev", "eth0", "nodad")
+	var refused string
+	eventually(t, 3*time.Second, func() error {
+		st := s.mustV6dp(t, "status")
+		for _, l := range strings.Split(st, "\n") {
+			if strings.Contains(l, addr+" not published: claimed first by the endpoint on ") {
+				refused = l
+				return nil
+			}
+		}
+		return fmt.Errorf("status does not show %s refused for %s", addr, second)
+	})
+	t.Logf("status: %s", strings.TrimSpace(refused))
+	e := s.endpoints(t)[addr]
+	if e.Name != first {
+		t.Errorf("%s is listed for %q, want the first holder %q", addr, e.Name, first)
+	}
+	if dp != "kernel" {
+		// BPF forwards the router's pings to the owner only.
+		before := snmp6(t, s, second, "Icmp6InEchos")
+		s.MustRun(s.Router, "ping", "-c", "3", "-i", "0.2", "-W", "2", addr)
+		if got := snmp6(t, s, second, "Icmp6InEchos") - before; got != 0 {
+			t.Errorf("the claimant received %d of the router's echo requests for %s", got, addr)
+		}
+	}
+	// The claimant lets go: nothing changes for the owner, the refusal goes.
+	s.MustRun(second, "ip", "addr", "del", addr+"/80", "dev", "eth0")
+	eventually(t, 3*time.Second, func() error {
+		if st := s.mustV6dp(t, "status"); strings.Contains(st, "claimed first") {
+			return fmt.Errorf("refusal still shown after the claimant dropped %s", addr)
+		}
+		return nil
+	})
+	s.MustRun(s.Router, "ping", "-c", "1", "-W", "2", addr)
+}

@@ -158,6 +158,18 @@ func (o *Owners) Assign(held map[int][]netip.Addr) (owned map[int][]netip.Addr, 
 	return owned, fresh
 }
 
+// Conflicts returns the conflicts of the last Assign, sorted.
+func (o *Owners) Conflicts() []Conflict {
+	out := make([]Conflict, 0, len(o.reported))
+	for c := range o.reported {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Addr.Less(out[j].Addr) || out[i].Addr == out[j].Addr && out[i].Claimant < out[j].Claimant
+	})
+	return out
+}
+
 // Owner returns the port that owns a, if any.
 func (o *Owners) Owner(a netip.Addr) (int, bool) {
 	p, ok := o.owner[a]

@@ -1,4 +1,11 @@
-package ctrl
+// Package netnsutil is v6dp's one way into other network namespaces, with
+// one failure policy, for the daemon, the CLI and the loader alike.
+//
+// Prefer Handle: a netlink handle whose sockets are opened in the
+// namespace, no thread switched. OnThread is for what a handle cannot do
+// (creating a namespace, attaching a program by ifindex); if its thread
+// cannot be put back, the thread is retired, never reused.
+package netnsutil
 
 import (
 	"fmt"
@@ -8,10 +15,10 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// InNetns runs f with a netlink handle in the network namespace at path
+// Handle runs f with a netlink handle in the network namespace at path
 // (a namespace file or /proc/PID/ns/net). No thread changes namespace:
 // the handle's sockets are opened there.
-func InNetns(path string, f func(h *netlink.Handle) error) error {
+func Handle(path string, f func(h *netlink.Handle) error) error {
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
 		return fmt.Errorf("opening namespace %s: %w", path, err)
@@ -25,13 +32,13 @@ func InNetns(path string, f func(h *netlink.Handle) error) error {
 	return f(h)
 }
 
-// OnThreadIn runs f on a locked OS thread switched into ns, for what a
+// OnThread runs f on a locked OS thread switched into ns, for what a
 // netlink handle cannot do (creating a namespace, attaching by ifindex).
-// Failure policy, the one for all of v6dp: if the thread cannot be put
-// back into its original namespace, it stays locked and its goroutine
-// ends, so the Go runtime retires the thread instead of scheduling other
-// goroutines in the wrong namespace; the error says so.
-func OnThreadIn(ns netns.NsHandle, f func() error) error {
+// Failure policy: if the thread cannot be put back into its original
+// namespace, it stays locked and its goroutine ends, so the Go runtime
+// retires the thread instead of scheduling other goroutines in the wrong
+// namespace; the error says so.
+func OnThread(ns netns.NsHandle, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
