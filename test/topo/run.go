@@ -69,15 +69,25 @@ func Main(m *testing.M, setup func() (cleanup func(), err error)) int {
 		return 1
 	}
 	sweepDead()
-	lockPath := filepath.Join(runsDir, runID+".lock")
-	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		fmt.Println("run lock:", err)
-		return 1
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		fmt.Println("run lock:", err)
-		return 1
+	var lockPath string
+	var lock *os.File
+	for try := 0; ; try++ {
+		lockPath = filepath.Join(runsDir, runID+".lock")
+		f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			fmt.Println("run lock:", err)
+			return 1
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+			lock = f
+			break
+		} else if try == 9 {
+			fmt.Println("run lock:", err)
+			return 1
+		}
+		// Another live run drew the same id.
+		f.Close()
+		runID = newRunID()
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
