@@ -161,7 +161,7 @@ func testClusterRouted(t *testing.T, dp string) {
 		d := h.startDaemon(t, args...)
 		addrs[n] = map[string]string{}
 		for i := 1; i <= 2; i++ {
-			name := fmt.Sprintf("h%dc%d-%s", n, i, c.Tag)
+			name := topo.Name(fmt.Sprintf("h%dc%d", n, i), c.Tag)
 			addrs[n][name] = h.addContainer(t, name)
 		}
 		return h, d.started
@@ -295,7 +295,8 @@ type pinger struct {
 func startPinger(t *testing.T, ns, addr string) *pinger {
 	t.Helper()
 	p := &pinger{}
-	p.cmd = exec.Command("ip", "netns", "exec", ns, "ping", "-6", "-n", "-q", "-i", "0.01", "-W", "1", addr)
+	// -w: a run that dies leaves no ping behind for long.
+	p.cmd = exec.Command("ip", "netns", "exec", ns, "ping", "-6", "-n", "-q", "-i", "0.01", "-W", "1", "-w", "60", addr)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, io.Discard
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -336,7 +337,7 @@ func TestClusterGracefulRestart(t *testing.T) {
 	for n := 1; n <= 2; n++ {
 		h[n] = c.addHost(t, n, routedPrefix(n))
 		h[n].startDaemon(t, routedArgs(t, plan, h[n], "tc")...)
-		ctr[n] = fmt.Sprintf("h%dc-%s", n, c.Tag)
+		ctr[n] = topo.Name(fmt.Sprintf("h%dc", n), c.Tag)
 		addr[n] = h[n].addContainer(t, ctr[n])
 	}
 	for n := 1; n <= 2; n++ {

@@ -76,8 +76,9 @@ func (c *cluster) addHost(t *testing.T, n int, prefix string) *clusterHost {
 		t.Fatal(err)
 	}
 	h.StateDir, h.PinDir = ctrl.NetnsStateDir(st.Ino), ctrl.NetnsPinDir(st.Ino)
-	// After the namespace is gone (registered before anything runs in
-	// it): whatever v6dp left in the shared filesystem goes too.
+	// Before the namespace goes (cleanups run last in, first out), after
+	// the daemon's own cleanup: whatever v6dp left in the shared
+	// filesystem goes too.
 	c.Defer(func() {
 		for _, name := range h.containers {
 			topo.DeleteNS(name)
@@ -357,8 +358,8 @@ func TestClusterDaemonsPerNetns(t *testing.T) {
 	}
 	h1.startDaemon(t, "--ipv6", "--fixed-cidr-v6", h1.Prefix, "--uplink", "eth0", "--dataplane", "tc")
 	h2.startDaemon(t, "--ipv6", "--fixed-cidr-v6", h2.Prefix, "--uplink", "eth0", "--dataplane", "tc")
-	a1 := h1.addContainer(t, "c1-"+c.Tag)
-	a2 := h2.addContainer(t, "c2-"+c.Tag)
+	a1 := h1.addContainer(t, topo.Name("c1", c.Tag))
+	a2 := h2.addContainer(t, topo.Name("c2", c.Tag))
 	for _, x := range []struct {
 		h    *clusterHost
 		addr string
@@ -417,11 +418,20 @@ func testClusterSwitched(t *testing.T, dp string) {
 		h.startDaemon(t, append(plan.daemonArgs(t, h), "--dataplane", dp)...)
 		addrs[n] = map[string]string{}
 		for i := 1; i <= 2; i++ {
-			name := fmt.Sprintf("h%dc%d-%s", n, i, c.Tag)
+			name := topo.Name(fmt.Sprintf("h%dc%d", n, i), c.Tag)
 			addrs[n][name] = h.addContainer(t, name)
 		}
 	}
 	h1, h2 := c.hosts[1], c.hosts[2]
+	for src := range addrs[2] {
+		for _, dst := range addrs[1] {
+			if err := reach(src, dst); err == nil {
+				t.Logf("host 2: its container reaches host 1's %s after the daemon started", time.Since(h2.daemon.started).Round(time.Millisecond))
+			}
+			break
+		}
+		break
+	}
 	route := func(h *clusterHost, dst string) string {
 		return strings.TrimSpace(c.MustRun(h.NS, "ip", "-6", "route", "show", dst))
 	}

@@ -195,6 +195,7 @@ func Sweep(id string) []string {
 	if ents, err := os.ReadDir("/run/netns"); err == nil {
 		for _, e := range ents {
 			if re.MatchString(e.Name()) {
+				found = append(found, v6dpNetnsDirs(e.Name())...)
 				DeleteNS(e.Name())
 				found = append(found, "netns "+e.Name())
 			}
