@@ -566,7 +566,14 @@ func (o *ops) repairPorts() (reapply bool) {
 	sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
 	for _, a := range addrs {
 		e := inMap[a]
-		if e.Flags&loader.EndpointForward == 0 || inDevmap[e.Ifindex] {
+		// Every endpoint's port is in the devmap, forwarding or not: its
+		// presence is how the programs know the port still exists.
+		if e.Ifindex == 0 || inDevmap[e.Ifindex] {
+			continue
+		}
+		if _, err := netlink.LinkByIndex(int(e.Ifindex)); err != nil {
+			// The port went: the kernel dropped its entry, and the
+			// endpoint goes with the port's link event.
 			continue
 		}
 		// The entry is unchanged, so a sync would not write it: put it
