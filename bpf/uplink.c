@@ -120,9 +120,13 @@ static __always_inline enum uplink_action uplink_classify_ns(void *data, void *d
 	ep = endpoint_lookup(pkt->ns.target.s6_addr);
 	if (!ep || !(ep->flags & ENDPOINT_F_PROXY))
 		return uplink_pass(pkt, CNT_NS_NOT_LIVE);
-	/* Nor for one whose container has gone while no daemon ran. */
+	/*
+	 * Nor for one whose container has gone while no daemon ran. Dropped,
+	 * not passed: the kernel's proxy entry for it is as stale as the map
+	 * entry until a daemon prunes both, and would answer.
+	 */
 	if (!port_present(ep->ifindex))
-		return uplink_pass(pkt, CNT_NS_PORT_GONE);
+		return uplink_verdict(pkt, UPLINK_DROP, CNT_NS_PORT_GONE);
 	return UPLINK_NDP_REPLY;
 }
 

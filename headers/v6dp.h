@@ -187,7 +187,7 @@ enum counter_id {
 	CNT_FWD_PASS_MAC,     /* frame not addressed to the uplink's MAC: the kernel drops it */
 	CNT_FWD_PASS_FILTERED,/* the host's firewall filters forwarding: the kernel forwards */
 	CNT_PASS_NO_FORWARDING,/* host forwarding off: no answers, no forwarding (as the kernel) */
-	CNT_NS_PORT_GONE,     /* NS for an endpoint whose port has left the devmap */
+	CNT_NS_PORT_GONE,     /* NS for an endpoint whose port has left the devmap: dropped */
 	CNT_NS_RATE_LIMITED,  /* NS over the per-source or global rate: dropped */
 	CNT_EGRESS_DROP_NO_PORT,/* IPv6 from a port v6dp has no entry for (default deny) */
 	CNT_EGRESS_DROP_MAC,  /* Ethernet source not the endpoint's own MAC */
