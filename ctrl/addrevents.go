@@ -19,11 +19,15 @@ import (
 // its namespace.
 type addrSub struct {
 	fd int
-	// nsids carries the id of each namespace whose addresses changed.
+	// nsids carries the id of each namespace whose addresses changed,
+	// hostNsid for this one's.
 	nsids chan int
 	errs  chan error
 	done  chan struct{}
 }
+
+// hostNsid stands for this namespace's own address events on nsids.
+const hostNsid = -1
 
 // addrEventBuffer is the socket buffer for address events: thousands of
 // containers starting at once each add two or three addresses.
@@ -84,8 +88,8 @@ func (s *addrSub) read() {
 		}
 		nsid, ok := cmsgNsid(oob[:oobn])
 		if !ok {
-			// This namespace's own addresses: not a container's.
-			continue
+			// This namespace's own addresses.
+			nsid = hostNsid
 		}
 		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
 		if err != nil {

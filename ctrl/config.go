@@ -66,6 +66,9 @@ type Config struct {
 	// Network are further networks, "BRIDGE=PREFIX", of a container
 	// engine (see Network).
 	Network []string `json:"network,omitempty"`
+	// NetworkParent: every bridge with an address in this prefix is an
+	// engine's network too (see parentNetworks).
+	NetworkParent string `json:"network-parent,omitempty"`
 	Cluster
 	// NS flood limits on the uplink, NS per second (0: no limit).
 	NSRatePerSource uint64 `json:"ns-rate-per-source"`
@@ -224,7 +227,7 @@ func cleanJSONError(err error) string {
 func configKeys() []string {
 	return []string{"ipv6", "fixed-cidr-v6", "default-gateway-v6", "ip-forward", "bridge", "uplink",
 		"ndp-proxy", "addressing", "dataplane", "na-source", "state-dir", "pin-dir", "netns-dirs",
-		"resync-interval", "metrics-addr", "max-addrs-per-port", "network", "peers", "bgp-routers", "bgp-asn",
+		"resync-interval", "metrics-addr", "max-addrs-per-port", "network", "network-parent", "peers", "bgp-routers", "bgp-asn",
 		"bgp-peer-asn", "bgp-router-id", "bgp-announce-aggregate"}
 }
 
@@ -237,6 +240,8 @@ type Resolved struct {
 	// Networks are the networks served: the first is Bridge and Prefix,
 	// the others an engine's (--network).
 	Networks []Network
+	// Parent is --network-parent (invalid when not given).
+	Parent netip.Prefix
 }
 
 // Validate checks every field and returns the first rule broken, naming the
@@ -340,6 +345,16 @@ func (c Config) Validate() (*Resolved, error) {
 	}
 	if r.Networks, err = parseNetworks(c.Network, Network{Bridge: c.Bridge, Prefix: p, Gateway: r.Gateway}, c.Uplink); err != nil {
 		return nil, err
+	}
+	if c.NetworkParent != "" {
+		pp, err := netip.ParsePrefix(c.NetworkParent)
+		if err != nil || !pp.Addr().Is6() || pp.Addr().Is4In6() || pp.Masked() != pp {
+			return nil, fmt.Errorf("network-parent: %q is not an IPv6 prefix without host bits (want e.g. 2001:db8::/48)", c.NetworkParent)
+		}
+		if pp.Addr().IsLinkLocalUnicast() || pp.Addr().IsMulticast() || pp.Addr().IsLoopback() {
+			return nil, fmt.Errorf("network-parent: %s is not a global or unique-local unicast prefix", pp)
+		}
+		r.Parent = pp
 	}
 	if c.MaxAddrsPerPort < 1 || c.MaxAddrsPerPort > 1024 {
 		return nil, fmt.Errorf("max-addrs-per-port: %d is out of range (1 to 1024)", c.MaxAddrsPerPort)

@@ -24,8 +24,12 @@ import (
 type Daemon struct {
 	cfg   *Resolved
 	store Store
-	// discs has one discoverer per network, by bridge name.
+	// nets are the networks served now: the configured ones and those
+	// found under --network-parent; discs has a discoverer for each, by
+	// bridge name.
+	nets  []Network
 	discs map[string]*Discoverer
+	own   map[netip.Addr]bool // the host's addresses, last read
 	host  *Host
 	accel accel
 	ann   *Announcer
@@ -67,12 +71,8 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		return err
 	}
 	d := &Daemon{cfg: r, store: st, host: host, discs: map[string]*Discoverer{}}
-	var bridges []string
-	for _, n := range r.Networks {
-		d.discs[n.Bridge] = &Discoverer{Bridge: n.Bridge, Prefix: n.Prefix, Dirs: r.NetnsDirs, Rules: n.Rules(r.MaxAddrsPerPort)}
-		bridges = append(bridges, n.Bridge)
-	}
-	d.eps = newLifecycle(sysKernel{d}, bridges)
+	d.setNetworks(r.Networks)
+	d.eps = newLifecycle(sysKernel{d}, d.bridgeNames())
 	rt := &Runtime{PID: os.Getpid(), Started: time.Now().UTC(), Config: r.Config, Addressing: r.Addressing}
 	d.accel, rt.Dataplane, rt.Attach, rt.Reason, rt.Hooks = startAccel(r, host, j)
 	if serr := st.SaveJournal(j); serr != nil {
@@ -168,6 +168,15 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 			}
 			changed := false
 			for n := range dirty {
+				if n == hostNsid {
+					// The host's own addresses: the reserved ones, and
+					// networks appearing under --network-parent.
+					if d.hostChanged() {
+						d.eps.Resync(false)
+					}
+					changed = true
+					continue
+				}
 				changed = d.eps.Addrs(n) || changed
 			}
 			if changed {
@@ -284,16 +293,70 @@ func (d *Daemon) resync(periodic bool) {
 			_ = d.store.SaveJournal(j)
 		}
 	}
+	d.hostChanged()
+	if d.eps.Resync(periodic) {
+		d.eps.Apply()
+	}
+}
+
+// hostChanged re-reads the host's addresses (never an endpoint's) and,
+// with --network-parent, the networks under it; it reports whether the
+// set of networks changed.
+func (d *Daemon) hostChanged() bool {
 	if own, err := hostAddrs(); err == nil {
+		d.own = own
 		for _, disc := range d.discs {
 			disc.Rules.Reserved = own
 		}
 	} else {
 		slog.Warn("host addresses; keeping the last list", "err", err)
 	}
-	if d.eps.Resync(periodic) {
-		d.eps.Apply()
+	if !d.cfg.Parent.IsValid() {
+		return false
 	}
+	nets := d.cfg.allNetworks()
+	if slices.Equal(nets, d.nets) {
+		return false
+	}
+	for _, n := range nets[len(d.cfg.Networks):] {
+		if !slices.Contains(d.nets, n) {
+			slog.Info("network found under the parent prefix", "bridge", n.Bridge, "prefix", n.Prefix, "parent", d.cfg.Parent)
+		}
+	}
+	d.setNetworks(nets)
+	d.eps.SetNames(d.bridgeNames())
+	if j, err := d.store.Journal(); err == nil {
+		for _, n := range nets[1:] {
+			if d.cfg.NDPProxy && !slices.Contains(j.EnginePrefixes, n.Prefix.String()) {
+				j.EnginePrefixes = append(j.EnginePrefixes, n.Prefix.String())
+			}
+		}
+		if err := d.store.SaveJournal(j); err != nil {
+			slog.Warn("saving journal", "err", err)
+		}
+	}
+	return true
+}
+
+// setNetworks makes nets the served networks, with a discoverer each.
+func (d *Daemon) setNetworks(nets []Network) {
+	d.nets = nets
+	for _, n := range nets {
+		disc, ok := d.discs[n.Bridge]
+		if !ok || disc.Prefix != n.Prefix {
+			disc = &Discoverer{Bridge: n.Bridge, Prefix: n.Prefix, Dirs: d.cfg.NetnsDirs, Rules: n.Rules(d.cfg.MaxAddrsPerPort)}
+			disc.Rules.Reserved = d.own
+			d.discs[n.Bridge] = disc
+		}
+	}
+}
+
+func (d *Daemon) bridgeNames() []string {
+	out := make([]string, len(d.nets))
+	for i, n := range d.nets {
+		out[i] = n.Bridge
+	}
+	return out
 }
 
 // sysKernel is the lifecycle's kernel: the discoverers, the BPF
@@ -304,7 +367,7 @@ type sysKernel struct{ d *Daemon }
 // has no ports (it is adopted when it appears).
 func (k sysKernel) Scan() ([]Endpoint, error) {
 	var all []Endpoint
-	for _, n := range k.d.cfg.Networks {
+	for _, n := range k.d.nets {
 		eps, err := k.d.discs[n.Bridge].Scan()
 		var nf netlink.LinkNotFoundError
 		if n.Engine && errors.As(err, &nf) {
@@ -320,7 +383,7 @@ func (k sysKernel) Scan() ([]Endpoint, error) {
 
 func (k sysKernel) Bridges() map[int]string {
 	out := map[int]string{}
-	for _, n := range k.d.cfg.Networks {
+	for _, n := range k.d.nets {
 		if l, err := netlink.LinkByName(n.Bridge); err == nil {
 			out[l.Attrs().Index] = n.Bridge
 		}
@@ -373,7 +436,7 @@ func (k sysKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) erro
 	d := k.d
 	var errs []error
 	if d.cfg.NDPProxy && d.host.Uplink != nil {
-		for _, n := range d.cfg.Networks {
+		for _, n := range d.nets {
 			in := map[netip.Addr]bool{}
 			for a := range want {
 				if n.Prefix.Contains(a) {

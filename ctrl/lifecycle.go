@@ -152,6 +152,16 @@ func (l *lifecycle) Link(ev linkEvent) bool {
 	return l.Retry()
 }
 
+// SetNames sets the names of the served bridges and takes up those that
+// exist.
+func (l *lifecycle) SetNames(names []string) {
+	l.names = map[string]bool{}
+	for _, n := range names {
+		l.names[n] = true
+	}
+	l.bridges = l.k.Bridges()
+}
+
 // SetBridge records that the served bridge name now has ifindex idx
 // (created again).
 func (l *lifecycle) SetBridge(idx int, name string) {

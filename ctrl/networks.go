@@ -3,7 +3,11 @@ package ctrl
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/v6dp/v6dp/ctrl/rules"
 )
@@ -24,6 +28,8 @@ type Network struct {
 	Gateway netip.Addr
 	// Engine: the bridge is an engine's, waited for and adopted.
 	Engine bool
+	// Found: an engine's bridge found under --network-parent.
+	Found bool
 }
 
 // Rules are the network's address rules.
@@ -77,4 +83,63 @@ func (r *Resolved) networkOf(br string) (Network, bool) {
 		}
 	}
 	return Network{}, false
+}
+
+// parentNetworks finds the networks under the parent prefix
+// (--network-parent): every bridge, other than those already served,
+// with a global address inside parent that is not tentative (the gateway
+// an engine puts on the bridge it made for a network), served with that
+// address's prefix. This is how a Docker host with user-defined IPv6
+// networks, each on its own br-<id>, is served without naming them.
+func parentNetworks(parent netip.Prefix, served []Network) ([]Network, error) {
+	if !parent.IsValid() {
+		return nil, nil
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	taken := map[string]bool{}
+	for _, n := range served {
+		taken[n.Bridge] = true
+	}
+	var out []Network
+	for _, l := range links {
+		name := l.Attrs().Name
+		if l.Type() != "bridge" || taken[name] {
+			continue
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V6)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			bits, _ := a.Mask.Size()
+			if !ok || a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 || !parent.Contains(ip.Unmap()) || bits < parent.Bits() {
+				continue
+			}
+			p := netip.PrefixFrom(ip.Unmap(), bits).Masked()
+			clash := false
+			for _, o := range append(served, out...) {
+				clash = clash || o.Prefix.Overlaps(p)
+			}
+			if !clash {
+				out = append(out, Network{Bridge: name, Prefix: p, Engine: true, Found: true})
+			}
+			break
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Bridge < out[j].Bridge })
+	return out, nil
+}
+
+// allNetworks is the configured networks and those found under the
+// parent prefix now.
+func (r *Resolved) allNetworks() []Network {
+	found, err := parentNetworks(r.Parent, r.Networks)
+	if err != nil {
+		return r.Networks
+	}
+	return append(append([]Network(nil), r.Networks...), found...)
 }

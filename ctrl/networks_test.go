@@ -27,6 +27,7 @@ func TestNetworkConfig(t *testing.T) {
 		{name: "host bits", network: []string{"br-a=2001:db8::1/64"}, err: `network: "br-a=2001:db8::1/64": 2001:db8::1/64 has host bits set`},
 		{name: "link-local", network: []string{"br-a=fe80::/64"}, err: `network: "br-a=fe80::/64": fe80::/64 is not a global`},
 		{name: "overlaps the first", network: []string{"br-a=2001:db8::/64"}, err: `network: "br-a=2001:db8::/64": 2001:db8::/64 overlaps 2001:db8:0:0:1::/80 of bridge docker0`},
+		{name: "parent", network: nil},
 		{name: "overlap between two", network: []string{"br-a=2001:db8:0:0:2::/80", "br-b=2001:db8:0:0:2::/96"}, err: `network: "br-b=2001:db8:0:0:2::/96": 2001:db8:0:0:2::/96 overlaps 2001:db8:0:0:2::/80 of bridge br-a`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,5 +52,27 @@ func TestNetworkConfig(t *testing.T) {
 				t.Fatalf("error:\n got  %v\n want %s...", err, tc.err)
 			}
 		})
+	}
+}
+
+func TestNetworkParentConfig(t *testing.T) {
+	for _, tc := range []struct{ parent, err string }{
+		{"2001:db8::/48", ""},
+		{"2001:db8::1/48", `network-parent: "2001:db8::1/48" is not an IPv6 prefix without host bits`},
+		{"10.0.0.0/8", `network-parent: "10.0.0.0/8" is not an IPv6 prefix`},
+		{"fe80::/10", "network-parent: fe80::/10 is not a global or unique-local unicast prefix"},
+	} {
+		c := DefaultConfig()
+		c.IPv6, c.FixedCIDRv6, c.NetworkParent = true, "2001:db8:0:0:1::/80", tc.parent
+		r, err := c.Validate()
+		if tc.err == "" {
+			if err != nil || r.Parent.String() != tc.parent {
+				t.Errorf("%s: %v, parent %s", tc.parent, err, r.Parent)
+			}
+			continue
+		}
+		if err == nil || !strings.HasPrefix(err.Error(), tc.err) {
+			t.Errorf("%s: error %v, want %s...", tc.parent, err, tc.err)
+		}
 	}
 }

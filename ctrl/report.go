@@ -18,6 +18,7 @@ type NetworkReport struct {
 	Bridge    string `json:"bridge"`
 	Prefix    string `json:"prefix"`
 	Engine    bool   `json:"engine"` // an engine's bridge, adopted
+	Found     bool   `json:"found"`  // found under --network-parent
 	Exists    bool   `json:"exists"`
 	Endpoints int    `json:"endpoints"`
 	Addresses int    `json:"addresses"`
@@ -152,10 +153,11 @@ func Report(r *Resolved) (*StatusReport, error) {
 	} else {
 		rep.Problems = append(rep.Problems, "bridge "+r.Bridge+" does not exist")
 	}
+	nets := r.allNetworks()
 	proxies := map[netip.Addr]bool{}
 	if r.Uplink != "" {
 		if up, err := netlink.LinkByName(r.Uplink); err == nil {
-			for _, n := range r.Networks {
+			for _, n := range nets {
 				if p, err := ProxyEntries(up.Attrs().Index, n.Prefix); err == nil {
 					for a := range p {
 						proxies[a] = true
@@ -177,10 +179,10 @@ func Report(r *Resolved) (*StatusReport, error) {
 	}
 	own, _ := hostAddrs()
 	var eps []Endpoint
-	for _, n := range r.Networks {
+	for _, n := range nets {
 		d := &Discoverer{Bridge: n.Bridge, Prefix: n.Prefix, Dirs: r.NetnsDirs, Rules: n.Rules(r.MaxAddrsPerPort)}
 		d.Rules.Reserved = own
-		nr := NetworkReport{Bridge: n.Bridge, Prefix: n.Prefix.String(), Engine: n.Engine}
+		nr := NetworkReport{Bridge: n.Bridge, Prefix: n.Prefix.String(), Engine: n.Engine, Found: n.Found}
 		found, err := d.Scan()
 		var nf netlink.LinkNotFoundError
 		switch {

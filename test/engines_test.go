@@ -27,8 +27,10 @@ func TestDockerNetworks(t *testing.T) {
 		t.Fatalf("busybox root filesystem: %v", err)
 	}
 	for _, dp := range discoveryDataplanes() {
-		t.Run(dp, func(t *testing.T) { testDockerNetworks(t, dp, tarball) })
+		t.Run("network/"+dp, func(t *testing.T) { testDockerNetworks(t, dp, tarball, false) })
 	}
+	// The networks not named: found under their parent prefix.
+	t.Run("network-parent/tc", func(t *testing.T) { testDockerNetworks(t, "tc", tarball, true) })
 }
 
 // statusNetworks mirrors the networks of `v6dp status --json`.
@@ -46,7 +48,7 @@ type statusNetworks struct {
 	} `json:"endpoints"`
 }
 
-func testDockerNetworks(t *testing.T, dp, tarball string) {
+func testDockerNetworks(t *testing.T, dp, tarball string, parent bool) {
 	// All three prefixes inside the router's on-link /64, so the host
 	// proxies for each: docker0 2001:db8::1:0:0:0/80 (addresses from
 	// MACs), the user networks ::2:0:0:0/80 and ::3:0:0:0/80 (IPAM).
@@ -69,8 +71,14 @@ func testDockerNetworks(t *testing.T, dp, tarball string) {
 	addrs := map[string]string{s.name("b0"): addrOf(s.name("b0"))}
 
 	args := s.daemonArgs(dp, "--bridge", "docker0")
-	for _, n := range nets {
-		args = append(args, "--network", n.bridge+"="+n.prefix)
+	if parent {
+		// The router's on-link /64 holds docker0's prefix and both
+		// user networks'.
+		args = append(args, "--network-parent", "2001:db8::/64")
+	} else {
+		for _, n := range nets {
+			args = append(args, "--network", n.bridge+"="+n.prefix)
+		}
 	}
 	s.startDaemon(t, args)
 	// The second network is made after v6dp runs: its bridge did not
@@ -78,8 +86,7 @@ func testDockerNetworks(t *testing.T, dp, tarball string) {
 	if out, err := s.Run(s.Host, "ip", "link", "show", nets[1].bridge); err == nil {
 		t.Fatalf("bridge %s exists before Docker made its network: %s", nets[1].bridge, out)
 	}
-	st := s.mustV6dp(t, "status")
-	if !strings.Contains(st, "network "+nets[1].bridge+": bridge does not exist yet") {
+	if st := s.mustV6dp(t, "status"); !parent && !strings.Contains(st, "network "+nets[1].bridge+": bridge does not exist yet") {
 		t.Errorf("status does not say that %s is awaited:\n%s", nets[1].bridge, st)
 	}
 	createNet(1)

@@ -171,6 +171,9 @@ func printNetwork(w io.Writer, n ctrl.NetworkReport, all []ctrl.EndpointReport) 
 	if n.Engine {
 		state = "--network, an engine's bridge, adopted"
 	}
+	if n.Found {
+		state = "found under --network-parent, an engine's bridge, adopted"
+	}
 	if !n.Exists {
 		state += ", not there yet"
 	}
