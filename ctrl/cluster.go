@@ -189,6 +189,17 @@ func (c *cluster) speakerChanged() {
 	c.saveLocked()
 }
 
+// checkCluster checks, before anything is changed on the host, what the
+// cluster layouts need of it: with BGP, a global address on the uplink to
+// announce as next hop (and a router id to derive from it).
+func checkCluster(r *Resolved) error {
+	if !r.BGP() {
+		return nil
+	}
+	_, err := speakerConfig(r)
+	return err
+}
+
 // speakerConfig derives the speaker's configuration: the next hop is the
 // uplink's global address, the router id its low 32 bits unless given.
 func speakerConfig(r *Resolved) (bgp.Config, error) {

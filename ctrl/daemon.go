@@ -46,6 +46,9 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	if _, err := CheckUplink(r.Uplink); err != nil {
 		return err
 	}
+	if err := checkCluster(r); err != nil {
+		return err
+	}
 	lock, err := lockDaemon(st, r.Bridges()...)
 	if err != nil {
 		return err

@@ -124,20 +124,36 @@ func routedArgs(t *testing.T, plan clusterPlan, h *clusterHost, dp string) []str
 
 func routedPrefix(n int) string { return fmt.Sprintf("2001:db8:%d:1::/64", n) }
 
-// waitSession waits until host h's status shows its BGP session up.
+// session returns host h's BGP session with router, as its status shows it.
+func (h *clusterHost) session(t *testing.T, router string) (sessionStatus, error) {
+	t.Helper()
+	st := h.status(t)
+	if st.Cluster == nil || st.Cluster.BGP == nil {
+		return sessionStatus{}, fmt.Errorf("host %d: no BGP status: %+v", h.N, st.Cluster)
+	}
+	for _, s := range st.Cluster.BGP.Sessions {
+		if s.Router == router {
+			return s, nil
+		}
+	}
+	return sessionStatus{}, fmt.Errorf("host %d: no session with %s: %+v", h.N, router, st.Cluster.BGP.Sessions)
+}
+
+// waitSession waits until host h's status shows its session with the
+// router up.
 func (h *clusterHost) waitSession(t *testing.T, limit time.Duration) {
 	t.Helper()
 	eventually(t, limit, func() error {
-		st := h.status(t)
-		if st.Cluster == nil || st.Cluster.BGP == nil || len(st.Cluster.BGP.Sessions) != 1 {
-			return fmt.Errorf("host %d: no BGP status: %+v", h.N, st.Cluster)
+		s, err := h.session(t, clusterRouterAddr)
+		if err == nil && s.State != "established" {
+			err = fmt.Errorf("host %d: session %s %s (%s)", h.N, s.Router, s.State, s.LastError)
 		}
-		if s := st.Cluster.BGP.Sessions[0]; s.State != "established" {
-			return fmt.Errorf("host %d: session %s %s (%s)", h.N, s.Router, s.State, s.LastError)
-		}
-		return nil
+		return err
 	})
 }
+
+// absentRouter is a second router on the link that nobody answers for.
+const absentRouter = "2001:db8::fffe"
 
 // Two hosts announce their prefixes to BIRD, containers on different hosts
 // reach each other via the router, a third host joins with no change on
@@ -158,6 +174,11 @@ func testClusterRouted(t *testing.T, dp string) {
 		if n == 2 {
 			args = append(args, "--metrics-addr", "[::1]:9662")
 		}
+		if n == 1 && dp == "kernel" {
+			// Two routers, one of them never there: the other one's
+			// session and the announcements do not wait for it.
+			args = append(args, "--bgp-router", absentRouter)
+		}
 		d := h.startDaemon(t, args...)
 		addrs[n] = map[string]string{}
 		for i := 1; i <= 2; i++ {
@@ -171,15 +192,18 @@ func testClusterRouted(t *testing.T, dp string) {
 		// The router's BGP is not up yet: the daemons run, say why in
 		// their status and keep trying; the single-host dataplane works.
 		h1, _ := addHost(1)
-		eventually(t, 15*time.Second, func() error {
-			s := h1.status(t).Cluster.BGP.Sessions[0]
-			// Refused, normally; a fresh link can also lose the first
-			// SYNs while the kernel's linkwatch catches up.
-			if s.State == "established" || s.FailedConnects == 0 || !strings.HasPrefix(s.LastError, "connect: ") {
-				return fmt.Errorf("host 1: session %s, %d failed connects, last error %q: want the failed connect reported", s.State, s.FailedConnects, s.LastError)
-			}
-			return nil
-		})
+		for _, r := range []string{clusterRouterAddr, absentRouter} {
+			eventually(t, 15*time.Second, func() error {
+				s, err := h1.session(t, r)
+				// Refused, normally (no route to host for the absent
+				// one); a fresh link can also lose the first SYNs
+				// while the kernel's linkwatch catches up.
+				if err == nil && (s.State == "established" || s.FailedConnects == 0 || !strings.HasPrefix(s.LastError, "connect: ")) {
+					err = fmt.Errorf("host 1: session with %s %s, %d failed connects, last error %q: want the failed connect reported", r, s.State, s.FailedConnects, s.LastError)
+				}
+				return err
+			})
+		}
 		for _, a := range addrs[1] {
 			if err := reach(h1.NS, a); err != nil {
 				t.Errorf("host 1 without its router: %v", err)
@@ -192,6 +216,9 @@ func testClusterRouted(t *testing.T, dp string) {
 		b = c.startBird(t, plan)
 		// No restart: the retries find the router.
 		h1.waitSession(t, 20*time.Second)
+		if s, err := h1.session(t, absentRouter); err != nil || s.State == "established" || s.LastError == "" {
+			t.Errorf("host 1: session with the absent router: %+v, %v: want it down, saying why", s, err)
+		}
 	} else {
 		b = c.startBird(t, plan)
 		addHost(1)
@@ -206,7 +233,7 @@ func testClusterRouted(t *testing.T, dp string) {
 	pingAll(t, addrs)
 
 	st := c.hosts[2].status(t).Cluster.BGP
-	if st.RouterID != "0.0.0.2" || strings.Join(st.Announced, " ") != routedPrefix(2)+" 2001:db8:2::/48" || !st.Sessions[0].GracefulRestart {
+	if st.RouterID != "0.0.0.2" || strings.Join(st.Announced, " ") != routedPrefix(2)+" 2001:db8:2::/48" || len(st.Sessions) != 1 || !st.Sessions[0].GracefulRestart {
 		t.Errorf("host 2: BGP status %+v: want router id 0.0.0.2, announcing %s and 2001:db8:2::/48, graceful restart negotiated", st, routedPrefix(2))
 	}
 	metrics, err := topo.Run(c.hosts[2].NS, "curl", "-sS", "http://[::1]:9662/metrics")

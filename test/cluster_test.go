@@ -226,16 +226,19 @@ type clusterStatus struct {
 			RouterID  string   `json:"router_id"`
 			Announced []string `json:"announced"`
 			Withdrawn bool     `json:"withdrawn"`
-			Sessions  []struct {
-				Router          string `json:"router"`
-				State           string `json:"state"`
-				LastError       string `json:"last_error"`
-				FailedConnects  int    `json:"failed_connects"`
-				GracefulRestart bool   `json:"graceful_restart"`
-			} `json:"sessions"`
+			Sessions  []sessionStatus `json:"sessions"`
 		} `json:"bgp"`
 	} `json:"cluster"`
 	Counters map[string]uint64 `json:"counters"`
+}
+
+// sessionStatus is one BGP session of `v6dp status --json`.
+type sessionStatus struct {
+	Router          string `json:"router"`
+	State           string `json:"state"`
+	LastError       string `json:"last_error"`
+	FailedConnects  int    `json:"failed_connects"`
+	GracefulRestart bool   `json:"graceful_restart"`
 }
 
 func (h *clusterHost) status(t *testing.T) clusterStatus {
@@ -539,6 +542,8 @@ func TestClusterBadInput(t *testing.T) {
 		{"router id", with(bgp, "--bgp-asn", "65001", "--bgp-router-id", "2001:db8::1"), `bgp-router-id: "2001:db8::1" is not a non-zero dotted quad`},
 		{"aggregate not containing", with(bgp, "--bgp-asn", "65001", "--bgp-announce-aggregate", "2001:db8:2::/48"), "bgp-announce-aggregate: 2001:db8:2::/48 must be shorter than and contain fixed-cidr-v6 2001:db8:1::/64"},
 		{"asn without router", with(base, "--bgp-asn", "65001"), "bgp-router: required with bgp-asn"},
+		{"uplink without a global address", []string{"daemon", "--ipv6", "--fixed-cidr-v6", h.Prefix, "--uplink", "lo",
+			"--bgp-router", clusterRouterAddr, "--bgp-asn", "65001", "--bgp-peer-asn", "65000"}, "bgp-router: uplink lo has no global IPv6 address to announce as the next hop"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
