@@ -223,9 +223,9 @@ type clusterStatus struct {
 			Error  string `json:"error"`
 		} `json:"peers"`
 		BGP *struct {
-			RouterID  string   `json:"router_id"`
-			Announced []string `json:"announced"`
-			Withdrawn bool     `json:"withdrawn"`
+			RouterID  string          `json:"router_id"`
+			Announced []string        `json:"announced"`
+			Withdrawn bool            `json:"withdrawn"`
 			Sessions  []sessionStatus `json:"sessions"`
 		} `json:"bgp"`
 	} `json:"cluster"`
