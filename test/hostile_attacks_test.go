@@ -257,7 +257,8 @@ func ifaceAddrs(t *testing.T, ns, ifname string) (net.HardwareAddr, netip.Addr) 
 				return nil
 			}
 		}
-		return fmt.Errorf("%s in %s has no usable link-local address yet", ifname, ns)
+		out, _ := topo.Run(ns, "ip", "-6", "addr", "show", "dev", ifname)
+		return fmt.Errorf("%s in %s has no usable link-local address yet:\n%s", ifname, ns, out)
 	})
 	return l.Attrs().HardwareAddr, ll
 }
