@@ -79,7 +79,7 @@ func startCluster(ctx context.Context, r *Resolved, st Store, m *metrics) (*clus
 			return nil, nil
 		}
 	}
-	peers, err := ParsePeers(r.Peers, r.Cluster.own(r.Prefix), r.Uplink)
+	peers, err := ParsePeers(r.Peers, r.Cluster.own(r), r.Uplink)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func checkCluster(r *Resolved) error {
 // speakerConfig derives the speaker's configuration: the next hop is the
 // uplink's global address, the router id its low 32 bits unless given.
 func speakerConfig(r *Resolved) (bgp.Config, error) {
-	cfg := bgp.Config{ASN: uint32(r.BGPASN), PeerASN: uint32(r.BGPPeerASN), Prefixes: r.Cluster.own(r.Prefix),
+	cfg := bgp.Config{ASN: uint32(r.BGPASN), PeerASN: uint32(r.BGPPeerASN), Prefixes: r.Cluster.own(r),
 		Withdrawn: Store{Dir: r.StateDir}.Withdrawn(), Log: slog.Default()}
 	for _, s := range r.BGPRouters {
 		cfg.Routers = append(cfg.Routers, netip.MustParseAddr(s))

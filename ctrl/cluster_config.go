@@ -30,10 +30,16 @@ type Cluster struct {
 // BGP reports whether the routed layout's speaker is configured.
 func (c Cluster) BGP() bool { return len(c.BGPRouters) > 0 }
 
-// Own returns the prefixes this host answers for: the container prefix
-// and the aggregate, if one is announced. Valid after Validate.
-func (c Cluster) own(prefix netip.Prefix) []netip.Prefix {
-	own := []netip.Prefix{prefix}
+// own returns the prefixes this host's containers live in: every
+// network's (the first is fixed-cidr-v6), and the announced aggregate.
+// Valid after Validate has parsed the networks.
+func (c Cluster) own(r *Resolved) []netip.Prefix {
+	own := []netip.Prefix{r.Prefix}
+	for _, n := range r.Networks {
+		if n.Prefix != r.Prefix {
+			own = append(own, n.Prefix)
+		}
+	}
 	if a, err := netip.ParsePrefix(c.BGPAnnounceAggregate); err == nil {
 		own = append(own, a)
 	}
@@ -59,7 +65,8 @@ func validASN(field string, n int64) error {
 	return nil
 }
 
-func (c Cluster) validate(prefix netip.Prefix, uplink string) error {
+func (c Cluster) validate(r *Resolved) error {
+	prefix, uplink := r.Prefix, r.Uplink
 	if c.BGPAnnounceAggregate != "" {
 		a, err := netip.ParsePrefix(c.BGPAnnounceAggregate)
 		if err != nil || !a.Addr().Is6() || a.Addr().Is4In6() {
@@ -75,7 +82,7 @@ func (c Cluster) validate(prefix netip.Prefix, uplink string) error {
 			return errors.New("bgp-announce-aggregate: needs bgp-router (it is announced by BGP)")
 		}
 	}
-	if _, err := ParsePeers(c.Peers, c.own(prefix), uplink); err != nil {
+	if _, err := ParsePeers(c.Peers, c.own(r), uplink); err != nil {
 		return err
 	}
 	if !c.BGP() {
@@ -93,7 +100,7 @@ func (c Cluster) validate(prefix netip.Prefix, uplink string) error {
 		if a.IsMulticast() || a.IsUnspecified() || a.IsLoopback() || a.IsLinkLocalUnicast() {
 			return fmt.Errorf("bgp-router: %s is not a global or unique-local unicast address", a)
 		}
-		for _, o := range c.own(prefix) {
+		for _, o := range c.own(r) {
 			if o.Contains(a) {
 				return fmt.Errorf("bgp-router: %s is inside this host's own %s", a, o)
 			}

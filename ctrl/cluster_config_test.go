@@ -53,6 +53,7 @@ func TestClusterValidate(t *testing.T) {
 		want string
 	}{
 		{"peer overlaps the aggregate", func(c *Config) { c.Peers = []string{"2001:db8:1:5::/64=2001:db8::2"} }, "overlaps this host's own 2001:db8:1::/48"},
+		{"peer overlaps another network", func(c *Config) { c.Network = []string{"br-web=2001:db8:2:5::/64"} }, "2001:db8:2::/48 overlaps this host's own 2001:db8:2:5::/64"},
 		{"router inside own", func(c *Config) { c.BGPRouters = []string{"2001:db8:1::1"} }, "bgp-router: 2001:db8:1::1 is inside this host's own"},
 		{"router twice", func(c *Config) { c.BGPRouters = []string{"2001:db8::ffff", "2001:db8::ffff"} }, "bgp-router: 2001:db8::ffff is given twice"},
 		{"router link-local", func(c *Config) { c.BGPRouters = []string{"fe80::1"} }, "not a global or unique-local unicast address"},
@@ -66,6 +67,7 @@ func TestClusterValidate(t *testing.T) {
 			c := ok
 			c.Peers = append([]string(nil), ok.Peers...)
 			c.BGPRouters = append([]string(nil), ok.BGPRouters...)
+			c.Network = append([]string(nil), ok.Network...)
 			tc.edit(&c)
 			_, err := c.Validate()
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {

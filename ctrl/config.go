@@ -362,7 +362,7 @@ func (c Config) Validate() (*Resolved, error) {
 	if c.Resync.Duration < 100*time.Millisecond {
 		return nil, fmt.Errorf("resync-interval: %s is too short (at least 100ms)", c.Resync.Duration)
 	}
-	if err := c.Cluster.validate(p, c.Uplink); err != nil {
+	if err := c.Cluster.validate(r); err != nil {
 		return nil, err
 	}
 	return r, nil
