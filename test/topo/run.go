@@ -141,8 +141,70 @@ func stopGroups() {
 	}
 }
 
+// liveNetns returns the inodes of every network namespace that still
+// exists: those of each thread of each process, and those bound to files
+// (iproute2's /run/netns, an engine's own netns directories).
+func liveNetns() map[uint64]bool {
+	live := map[uint64]bool{}
+	add := func(path string) {
+		var st unix.Stat_t
+		if unix.Stat(path, &st) == nil {
+			live[st.Ino] = true
+		}
+	}
+	tasks, _ := filepath.Glob("/proc/[0-9]*/task/[0-9]*/ns/net")
+	for _, t := range tasks {
+		add(t)
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			for i, x := range fields {
+				if x == "-" && i+1 < len(fields) && fields[i+1] == "nsfs" && len(fields) > 4 {
+					add(unescapeMount(fields[4]))
+				}
+			}
+		}
+		f.Close()
+	}
+	return live
+}
+
+// sweepGoneNetnsDirs removes the default state and pin directories v6dp
+// derives for a network namespace that is not the initial one
+// (/run/v6dp/ns-INODE, /sys/fs/bpf/v6dp-ns-INODE; the cluster tests run
+// their daemons on those defaults) once that namespace is gone: nothing
+// can use them any more.
+func sweepGoneNetnsDirs() []string {
+	var dirs []string
+	a, _ := filepath.Glob("/run/v6dp/ns-[0-9]*")
+	b, _ := filepath.Glob("/sys/fs/bpf/v6dp-ns-[0-9]*")
+	dirs = append(a, b...)
+	if len(dirs) == 0 {
+		return nil
+	}
+	live := liveNetns()
+	var out []string
+	for _, d := range dirs {
+		i := strings.LastIndex(d, "ns-")
+		ino, err := strconv.ParseUint(d[i+3:], 10, 64)
+		if err != nil || live[ino] {
+			continue
+		}
+		if os.RemoveAll(d) == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // sweepDead removes what runs that died left behind.
 func sweepDead() {
+	if gone := sweepGoneNetnsDirs(); len(gone) > 0 {
+		fmt.Printf("removed the state and pins of network namespaces that are gone: %s\n", strings.Join(gone, ", "))
+	}
 	ents, _ := os.ReadDir(runsDir)
 	for _, e := range ents {
 		id, ok := strings.CutSuffix(e.Name(), ".lock")

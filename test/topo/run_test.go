@@ -122,3 +122,40 @@ func TestInterruptedRunLeavesNothing(t *testing.T) {
 		})
 	}
 }
+
+// The default directories of a namespace that is gone are removed; those
+// of one that lives are kept.
+func TestSweepGoneNetnsDirs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: /run/v6dp and bpffs")
+	}
+	tp := New(t)
+	ns := tp.NS("alive")
+	var st syscall.Stat_t
+	if err := syscall.Stat("/run/netns/"+ns, &st); err != nil {
+		t.Fatal(err)
+	}
+	alive := fmt.Sprintf("/run/v6dp/ns-%d", st.Ino)
+	// An inode no namespace has: the largest possible.
+	gone := "/run/v6dp/ns-18446744073709551615"
+	gonePins := "/sys/fs/bpf/v6dp-ns-18446744073709551615"
+	if _, err := os.Stat("/run/v6dp"); err != nil {
+		t.Cleanup(func() { os.Remove("/run/v6dp") })
+	}
+	for _, d := range []string{alive, gone, gonePins} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { os.RemoveAll(alive) })
+	removed := sweepGoneNetnsDirs()
+	for _, d := range []string{gone, gonePins} {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("%s of a namespace that is gone is still there (removed: %v)", d, removed)
+			os.RemoveAll(d)
+		}
+	}
+	if _, err := os.Stat(alive); err != nil {
+		t.Errorf("%s of a live namespace was removed", alive)
+	}
+}
