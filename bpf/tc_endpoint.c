@@ -28,7 +28,7 @@
 #include "lib/skb.h"
 
 /* Short skbs are made linear whole: every NDP message and its options. */
-#define TC_EGRESS_PULL_MAX                                                                  \
+#define TC_EGRESS_PULL_MAX                                                                         \
 	((__u32)(sizeof(struct ethhdr) + sizeof(struct ipv6hdr)) + EGRESS_NDP_MAX + 64)
 
 /* What the endpoint program does with a frame. */
@@ -188,8 +188,8 @@ static __always_inline bool egress_hides_ndp(struct ipv6hdr *ip6, void *data_end
  * options start off bytes into the message; a message whose options run
  * past the bytes at hand or have a zero length is refused.
  */
-static __always_inline bool egress_ndp_lladdr_ok(void *msg, __u32 off, __u32 len,
-						 void *data_end, const struct port_info *port)
+static __always_inline bool egress_ndp_lladdr_ok(void *msg, __u32 off, __u32 len, void *data_end,
+						 const struct port_info *port)
 {
 	__u32 i;
 
@@ -251,8 +251,7 @@ static __always_inline int egress_check_ndp(struct ipv6hdr *ip6, struct icmp6hdr
 		       : CNT_EGRESS_DROP_NDP_LLADDR;
 }
 
-static __always_inline enum egress_action egress_classify(void *data, void *data_end,
-							  __u32 ifindex,
+static __always_inline enum egress_action egress_classify(void *data, void *data_end, __u32 ifindex,
 							  const struct uplink_config *cfg,
 							  struct egress_pkt *pkt)
 {
@@ -473,8 +472,8 @@ int tc_endpoint(struct __sk_buff *skb)
 	if (skb->protocol == bpf_htons(ETH_P_IPV6))
 		skb_pull_headers(skb, skb->len <= TC_EGRESS_PULL_MAX ? skb->len : SKB_FWD_HDR_LEN);
 
-	action = egress_classify((void *)(long)skb->data, (void *)(long)skb->data_end,
-				 skb->ifindex, cfg, &pkt);
+	action = egress_classify((void *)(long)skb->data, (void *)(long)skb->data_end, skb->ifindex,
+				 cfg, &pkt);
 	switch (action) {
 	case EGRESS_DROP:
 		counter_inc(pkt.reason);

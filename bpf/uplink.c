@@ -97,7 +97,8 @@ static __always_inline bool uplink_for_us(const struct ethhdr *eth, const struct
 
 /* uplink_classify_ns decides between answering an NS, passing and dropping it. */
 static __always_inline enum uplink_action uplink_classify_ns(void *data, void *data_end,
-							     struct ethhdr *eth, struct ipv6hdr *ip6,
+							     struct ethhdr *eth,
+							     struct ipv6hdr *ip6,
 							     struct icmp6hdr *icmp,
 							     struct uplink_pkt *pkt)
 {
@@ -361,9 +362,9 @@ static __always_inline int tc_ndp_reply(struct __sk_buff *skb, const struct upli
 		return TC_ACT_UNSPEC;
 	}
 	/* Only acts on CHECKSUM_COMPLETE skbs; an error otherwise is expected. */
-	bpf_csum_update(skb, bpf_csum_diff((__be32 *)old, sizeof(old),
-					   (__be32 *)(data + sizeof(struct ethhdr)),
-					   NDP_NA_L3_LEN, 0));
+	bpf_csum_update(skb,
+			bpf_csum_diff((__be32 *)old, sizeof(old),
+				      (__be32 *)(data + sizeof(struct ethhdr)), NDP_NA_L3_LEN, 0));
 	counter_inc(ndp_answered_counter(&pkt->ns));
 	/* Egress of the device it came in on (TC_ACT_REDIRECT). */
 	return bpf_redirect(skb->ifindex, 0);

@@ -160,45 +160,49 @@ struct ns_bucket {
 
 /* Counter ids: one per verdict reason, indexes of the per-CPU counters map. */
 enum counter_id {
-	CNT_NS_ANSWERED = 0,  /* NS for a live endpoint answered with an NA */
-	CNT_NS_DAD_ANSWERED,  /* DAD NS (source ::) defended, NA to ff02::1 */
-	CNT_NS_NOT_LIVE,      /* NS for an address that is not a live endpoint */
-	CNT_NS_MALFORMED,     /* NS failing RFC 4861 7.1.1 validation, passed */
-	CNT_PASS_NOT_IPV6,    /* not IPv6 */
-	CNT_PASS_EXTHDR,      /* IPv6 with extension headers or fragments */
-	CNT_PASS_NOT_NS,      /* IPv6 but not a Neighbor Solicitation */
-	CNT_PASS_TRUNCATED,   /* shorter than the headers it claims */
-	CNT_PASS_DISABLED,    /* uplink config not set: everything to the kernel */
-	CNT_FWD_REDIRECTED,   /* forwarded to an endpoint in BPF */
-	CNT_FWD_PASS_HOPLIMIT,/* hop limit <= 1: kernel sends Time Exceeded */
-	CNT_FWD_PASS_MTU,     /* larger than the endpoint MTU: kernel sends PTB */
-	CNT_FWD_PASS_NOT_LOCAL,/* destination not a live endpoint */
-	CNT_EGRESS_SPOOF_DROP,/* endpoint sent from an address not its own */
-	CNT_EGRESS_LOCAL,     /* endpoint to local endpoint in BPF */
-	CNT_EGRESS_FIB,       /* endpoint to off-host via fib lookup */
-	CNT_EGRESS_PASS,      /* endpoint traffic left to the kernel */
-	CNT_ERROR,            /* a helper failed; packet passed to the kernel */
-	CNT_FWD_PASS_NDP,     /* NDP message for an endpoint: the kernel's proxy takes it */
-	CNT_EGRESS_PASS_FIB,  /* endpoint egress the FIB cannot route here: to the kernel */
-	CNT_EGRESS_DISABLED,  /* endpoint egress while the config is unset: to the kernel */
-	CNT_FWD_PASS_L4CSUM,  /* native XDP on a veth: TCP/UDP may carry a partial checksum, passed */
-	CNT_PASS_VLAN,        /* VLAN-tagged frame: the kernel's VLAN demux decides */
-	CNT_FWD_PASS_SRC,     /* uplink source a router never forwards (link-local, multicast, ::, ::1) */
-	CNT_FWD_PASS_MAC,     /* frame not addressed to the uplink's MAC: the kernel drops it */
-	CNT_FWD_PASS_FILTERED,/* the host's firewall filters forwarding: the kernel forwards */
-	CNT_PASS_NO_FORWARDING,/* host forwarding off: no answers, no forwarding (as the kernel) */
-	CNT_NS_PORT_GONE,     /* NS for an endpoint whose port has left the devmap: dropped */
-	CNT_NS_RATE_LIMITED,  /* NS over the per-source or global rate: dropped */
-	CNT_EGRESS_DROP_NO_PORT,/* IPv6 from a port v6dp has no entry for (default deny) */
-	CNT_EGRESS_DROP_MAC,  /* Ethernet source not the endpoint's own MAC */
-	CNT_EGRESS_DROP_RA,   /* Router Advertisement or Redirect from an endpoint (RA guard) */
-	CNT_EGRESS_DROP_NDP_EXTHDR,/* NDP behind extension headers or fragments, or a chain too long */
-	CNT_EGRESS_DROP_NDP_LLADDR,/* NDP link-layer address option not the endpoint's MAC */
-	CNT_EGRESS_DROP_NA_TARGET,/* NA for an address the endpoint does not own */
-	CNT_EGRESS_DROP_VLAN, /* VLAN-tagged frame from an endpoint */
-	CNT_EGRESS_DROP_TRUNCATED,/* IPv6 from an endpoint shorter than its headers */
-	CNT_EGRESS_DROP_UNSPEC,/* from :: but not DAD, RS or an MLD report */
-	CNT_FWD_PASS_STALE,   /* no daemon has confirmed the host policy lately: the kernel forwards */
+	CNT_NS_ANSWERED = 0,	/* NS for a live endpoint answered with an NA */
+	CNT_NS_DAD_ANSWERED,	/* DAD NS (source ::) defended, NA to ff02::1 */
+	CNT_NS_NOT_LIVE,	/* NS for an address that is not a live endpoint */
+	CNT_NS_MALFORMED,	/* NS failing RFC 4861 7.1.1 validation, passed */
+	CNT_PASS_NOT_IPV6,	/* not IPv6 */
+	CNT_PASS_EXTHDR,	/* IPv6 with extension headers or fragments */
+	CNT_PASS_NOT_NS,	/* IPv6 but not a Neighbor Solicitation */
+	CNT_PASS_TRUNCATED,	/* shorter than the headers it claims */
+	CNT_PASS_DISABLED,	/* uplink config not set: everything to the kernel */
+	CNT_FWD_REDIRECTED,	/* forwarded to an endpoint in BPF */
+	CNT_FWD_PASS_HOPLIMIT,	/* hop limit <= 1: kernel sends Time Exceeded */
+	CNT_FWD_PASS_MTU,	/* larger than the endpoint MTU: kernel sends PTB */
+	CNT_FWD_PASS_NOT_LOCAL, /* destination not a live endpoint */
+	CNT_EGRESS_SPOOF_DROP,	/* endpoint sent from an address not its own */
+	CNT_EGRESS_LOCAL,	/* endpoint to local endpoint in BPF */
+	CNT_EGRESS_FIB,		/* endpoint to off-host via fib lookup */
+	CNT_EGRESS_PASS,	/* endpoint traffic left to the kernel */
+	CNT_ERROR,		/* a helper failed; packet passed to the kernel */
+	CNT_FWD_PASS_NDP,	/* NDP message for an endpoint: the kernel's proxy takes it */
+	CNT_EGRESS_PASS_FIB,	/* endpoint egress the FIB cannot route here: to the kernel */
+	CNT_EGRESS_DISABLED,	/* endpoint egress while the config is unset: to the kernel */
+	CNT_FWD_PASS_L4CSUM, /* native XDP on a veth: TCP/UDP may carry a partial checksum, passed
+			      */
+	CNT_PASS_VLAN,	     /* VLAN-tagged frame: the kernel's VLAN demux decides */
+	CNT_FWD_PASS_SRC, /* uplink source a router never forwards (link-local, multicast, ::, ::1)
+			   */
+	CNT_FWD_PASS_MAC, /* frame not addressed to the uplink's MAC: the kernel drops it */
+	CNT_FWD_PASS_FILTERED,	/* the host's firewall filters forwarding: the kernel forwards */
+	CNT_PASS_NO_FORWARDING, /* host forwarding off: no answers, no forwarding (as the kernel) */
+	CNT_NS_PORT_GONE,	/* NS for an endpoint whose port has left the devmap: dropped */
+	CNT_NS_RATE_LIMITED,	/* NS over the per-source or global rate: dropped */
+	CNT_EGRESS_DROP_NO_PORT, /* IPv6 from a port v6dp has no entry for (default deny) */
+	CNT_EGRESS_DROP_MAC,	 /* Ethernet source not the endpoint's own MAC */
+	CNT_EGRESS_DROP_RA,	 /* Router Advertisement or Redirect from an endpoint (RA guard) */
+	CNT_EGRESS_DROP_NDP_EXTHDR, /* NDP behind extension headers or fragments, or a chain too
+				       long */
+	CNT_EGRESS_DROP_NDP_LLADDR, /* NDP link-layer address option not the endpoint's MAC */
+	CNT_EGRESS_DROP_NA_TARGET,  /* NA for an address the endpoint does not own */
+	CNT_EGRESS_DROP_VLAN,	    /* VLAN-tagged frame from an endpoint */
+	CNT_EGRESS_DROP_TRUNCATED,  /* IPv6 from an endpoint shorter than its headers */
+	CNT_EGRESS_DROP_UNSPEC,	    /* from :: but not DAD, RS or an MLD report */
+	CNT_FWD_PASS_STALE, /* no daemon has confirmed the host policy lately: the kernel forwards
+			     */
 	CNT_MAX,
 };
 

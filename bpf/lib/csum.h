@@ -32,8 +32,7 @@ static __always_inline __u64 csum_add_in6(__u64 sum, const struct in6_addr *a)
  * upper-layer length, three zero bytes and the next header.
  */
 static __always_inline __u64 csum_ipv6_pseudo(const struct in6_addr *saddr,
-					      const struct in6_addr *daddr, __u32 len,
-					      __u8 nexthdr)
+					      const struct in6_addr *daddr, __u32 len, __u8 nexthdr)
 {
 	__u64 sum = 0;
 

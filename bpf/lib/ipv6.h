@@ -68,8 +68,7 @@ static __always_inline bool ipv6_addr_equal(const struct in6_addr *a, const stru
 
 static __always_inline bool ipv6_addr_is_any(const struct in6_addr *a)
 {
-	return (a->s6_addr32[0] | a->s6_addr32[1] | a->s6_addr32[2] |
-		a->s6_addr32[3]) == 0;
+	return (a->s6_addr32[0] | a->s6_addr32[1] | a->s6_addr32[2] | a->s6_addr32[3]) == 0;
 }
 
 /*
