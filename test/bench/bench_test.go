@@ -103,7 +103,8 @@ func (bt *benchTopo) attachLoader(mode string) (string, func(), error) {
 		if d, err = loader.Open(pin); err != nil {
 			return fmt.Errorf("loader.Open: %+v", err)
 		}
-		if err := d.SetUplink(loader.UplinkConfig{Ifindex: ifi.Index, MAC: ifi.HardwareAddr, LinkLocal: ll, Router: true}); err != nil {
+		if err := d.SetUplink(loader.UplinkConfig{Ifindex: ifi.Index, MAC: ifi.HardwareAddr, LinkLocal: ll, Router: true,
+			NDPHooks: loader.HookXDP | loader.HookTC}); err != nil {
 			return err
 		}
 		for _, p := range bt.Ports {

@@ -93,7 +93,11 @@ type config struct {
 }
 
 func configs() []config {
-	daemon := func(dp string, peerXDP bool) func(bt *benchTopo) (string, func(), error) {
+	// The flood comes from one source, the router: the BPF rows measure
+	// what the responder can do with the NS limit off, and one row shows
+	// the default limit holding (its answers are the limit, by design).
+	unlimited := []string{"--ns-rate-per-source", "0", "--ns-rate-global", "0"}
+	daemonWith := func(dp string, peerXDP bool, extra []string) func(bt *benchTopo) (string, func(), error) {
 		return func(bt *benchTopo) (string, func(), error) {
 			var pass io.Closer
 			if peerXDP {
@@ -102,7 +106,7 @@ func configs() []config {
 					return "", nil, err
 				}
 			}
-			d, st, err := bt.startDaemon(dp)
+			d, st, err := bt.startDaemon(dp, extra...)
 			if err != nil {
 				if pass != nil {
 					pass.Close()
@@ -119,6 +123,9 @@ func configs() []config {
 			if peerXDP {
 				label += " +peer XDP"
 			}
+			if len(extra) == 0 {
+				label += ", default NS limit"
+			}
 			return label, func() {
 				d.stop()
 				if pass != nil {
@@ -126,6 +133,9 @@ func configs() []config {
 				}
 			}, nil
 		}
+	}
+	daemon := func(dp string, peerXDP bool) func(bt *benchTopo) (string, func(), error) {
+		return daemonWith(dp, peerXDP, unlimited)
 	}
 	// The loader rows attach the BPF programs themselves on top of the
 	// daemon's kernel path: they stand in for a daemon whose BPF dataplane
@@ -178,6 +188,7 @@ func configs() []config {
 		}},
 		{Name: "v6dp-default", Daemon: true, Setup: daemon("auto", false)},
 		{Name: "v6dp-default-peer", Daemon: true, Setup: daemon("auto", true)},
+		{Name: "v6dp-default-limited", Daemon: true, Setup: daemonWith("auto", false, nil)},
 		{Name: "v6dp-kernel", Daemon: true, Setup: daemon("kernel", false)},
 		{Name: "v6dp-xdp", Daemon: true, Setup: daemon("xdp", false)},
 		{Name: "v6dp-xdp-peer", Daemon: true, Setup: daemon("xdp", true)},

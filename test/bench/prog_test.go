@@ -52,12 +52,15 @@ func benchProg(b *testing.B) []progRow {
 			return fmt.Errorf("loader.Open: %+v", err)
 		}
 		defer d.Close()
-		if err := d.SetUplink(loader.UplinkConfig{Ifindex: ifi.Index, MAC: ifi.HardwareAddr, LinkLocal: netip.MustParseAddr("fe80::2"), Router: true}); err != nil {
+		if err := d.SetUplink(loader.UplinkConfig{Ifindex: ifi.Index, MAC: ifi.HardwareAddr, LinkLocal: netip.MustParseAddr("fe80::2"), Router: true,
+			NDPHooks: loader.HookXDP | loader.HookTC}); err != nil {
 			return err
 		}
 		for i := 0; i < endpoints; i++ {
 			a, mac := addr(i)
-			if err := d.PutEndpoint(loader.Endpoint{Addr: a, Ifindex: uint32(100 + i), MAC: mac, HostMAC: ifi.HardwareAddr, MTU: 1500, Flags: loader.EndpointProxy}); err != nil {
+			// All on up0, a port that exists: the programs answer only
+			// for endpoints whose port is in the devmap.
+			if err := d.PutEndpoint(loader.Endpoint{Addr: a, Ifindex: uint32(ifi.Index), MAC: mac, HostMAC: ifi.HardwareAddr, MTU: 1500, Flags: loader.EndpointProxy}); err != nil {
 				return err
 			}
 		}

@@ -308,11 +308,12 @@ type daemon struct {
 // startDaemon starts the daemon and waits until every container address
 // is live (kernel proxy entries; BPF map entries too when a BPF dataplane
 // is in use). stop must be called, which also runs `v6dp cleanup`.
-func (bt *benchTopo) startDaemon(dataplane string) (*daemon, *statusReport, error) {
+func (bt *benchTopo) startDaemon(dataplane string, extra ...string) (*daemon, *statusReport, error) {
 	d := &daemon{log: bt.LogFile("daemon-" + dataplane)}
 	args := []string{"daemon", "--ipv6", "--fixed-cidr-v6", ctPrefix, "--uplink", "eth0", "--ndp-proxy",
 		"--dataplane", dataplane, "--pin-dir", bt.PinDir, "--state-dir", bt.StateDir,
 		"--netns-dirs", "/run/netns", "--resync-interval", "10m", "--log-level", "debug"}
+	args = append(args, extra...)
 	d.cmd = topo.Nsenter(context.Background(), bt.Host, append([]string{v6dpBin}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
