@@ -407,7 +407,7 @@ func TestClusterDaemonsPerNetns(t *testing.T) {
 // each other through both hosts; a peer route deleted behind v6dp's back is
 // put back, and one that is not v6dp's is left alone.
 func TestClusterSwitched(t *testing.T) {
-	for _, dp := range []string{"kernel", "tc"} {
+	for _, dp := range []string{"kernel", "tc", "xdp"} {
 		t.Run(dp, func(t *testing.T) { testClusterSwitched(t, dp) })
 	}
 }
