@@ -505,6 +505,19 @@ func (o *ops) repairPrograms() (reapply bool) {
 	for _, ep := range d.ports() {
 		ports[ep.HostIndex] = ep.HostIf
 	}
+	// Port programs are clsact filters (see loader.AttachPort): asked for
+	// one by one, a netlink request a port.
+	for idx, name := range ports {
+		if !bpf.fwd.ports[idx] {
+			continue
+		}
+		if ok, err := bpf.dp.PortAttached(idx); err != nil || ok {
+			continue
+		}
+		delete(bpf.fwd.ports, idx)
+		o.repaired("endpoint program", "port", name)
+		reapply = true
+	}
 	for _, p := range pins {
 		name, isPort := ports[p.Ifindex]
 		if !p.Defunct || !isPort || p.Hook == "uplink" {

@@ -14,12 +14,43 @@ import (
 
 // AttachPort attaches tc_endpoint at the ingress of an endpoint's host-side
 // veth (a port of the bridge), where everything the endpoint sends
-// arrives: TCX, first in the chain so that source validation sees every
-// frame, or a clsact filter before 6.6. An existing v6dp link is adopted
-// and its program replaced atomically, as for the uplink.
+// arrives, as a clsact filter of the highest priority. Not TCX, unlike the
+// uplink: a TCX attach waits for an RCU grace period under the RTNL lock,
+// measured at 14 ms a port here, one port after another whatever the
+// parallelism, so 2000 containers would take half a minute to be guarded;
+// a clsact filter takes 0.1 ms. An existing filter is replaced atomically
+// (FilterReplace), so a restarted daemon's program takes over with no gap,
+// and a TCX link an earlier version pinned goes once the filter is in.
+// Where clsact fails, TCX is the fallback.
 func (d *Dataplane) AttachPort(ifindex int) (Mode, error) {
 	pin := linkPin(d.pinDir, portLinkPrefix, ifindex)
-	return attachIngress(pin, d.egress.TcEndpoint, ifindex, legacyPortFilterName)
+	mode, err := attachClsact(ifindex, d.egress.TcEndpoint, legacyPortFilterName)
+	if err != nil {
+		return attachIngress(pin, d.egress.TcEndpoint, ifindex, legacyPortFilterName)
+	}
+	if _, err := detachPinned(pin); err != nil {
+		return mode, err
+	}
+	return mode, nil
+}
+
+// PortAttached reports whether the endpoint program is attached to the
+// port: its clsact filter, or a live TCX link pinned for it.
+func (d *Dataplane) PortAttached(ifindex int) (bool, error) {
+	filters, err := legacyFilters(ifindex, legacyPortFilterName)
+	if err != nil {
+		return false, err
+	}
+	if len(filters) > 0 {
+		return true, nil
+	}
+	l, err := link.LoadPinnedLink(linkPin(d.pinDir, portLinkPrefix, ifindex), nil)
+	if err != nil {
+		return false, nil
+	}
+	defer l.Close()
+	info, err := l.Info()
+	return err == nil && info.TCX() != nil && info.TCX().Ifindex == uint32(ifindex), nil
 }
 
 // DetachPort removes what v6dp attached for a port: tc_endpoint on the

@@ -119,8 +119,13 @@ func TestRepair(t *testing.T) {
 			}},
 		{"uplink program", func(t *testing.T) { s.detachLink(t, "uplink") },
 			`"uplink program" uplink=eth0 mode=tcx`, func() error { return s.linkLive(t, "uplink") }},
-		{"endpoint program", func(t *testing.T) { s.detachLink(t, "port") },
-			`"endpoint program" port=` + veth, func() error { return s.linkLive(t, "port") }},
+		{"endpoint program", func(t *testing.T) { s.MustRun(s.Host, "tc", "filter", "del", "dev", veth, "ingress") },
+			`"endpoint program" port=` + veth, func() error {
+				if out := s.MustRun(s.Host, "tc", "filter", "show", "dev", veth, "ingress"); !strings.Contains(out, "v6dp_tc_endpoint") {
+					return fmt.Errorf("no v6dp filter on %s: %s", veth, out)
+				}
+				return nil
+			}},
 		{"bpf endpoint", func(t *testing.T) {
 			s.MustRun("", append([]string{"bpftool", "map", "delete", "pinned", s.PinDir + "/v6dp_endpoints", "key", "hex"}, addrBytes(addr)...)...)
 		}, `"bpf endpoint" addr=` + addr, func() error {
