@@ -74,7 +74,14 @@ func Cleanup(st Store) error {
 			slog.Info("bridge deleted", "bridge", j.CreatedBridge)
 		}
 	}
+	restore := make(map[string]string, len(j.Sysctls))
 	for key, old := range j.Sysctls {
+		restore[key] = old
+	}
+	for port, old := range st.journaledPorts() {
+		restore[ipv6Conf(port, "disable_ipv6")] = old
+	}
+	for key, old := range restore {
 		if err := os.WriteFile(sysctlPath(key), []byte(old), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("restoring %s: %w", key, err))
 		}
@@ -85,6 +92,7 @@ func Cleanup(st Store) error {
 	for _, f := range []string{"journal.json", "daemon.json", "lock", clusterStatusFile, withdrawnFile} {
 		_ = os.Remove(st.path(f))
 	}
+	_ = os.RemoveAll(st.path(portJournalDir))
 	_ = os.Remove(st.path("containers"))
 	_ = os.Remove(st.Dir)
 	return nil

@@ -288,6 +288,7 @@ func (d *Daemon) resync(periodic bool) {
 		j, err := d.store.Journal()
 		if err == nil {
 			forgetGonePorts(j)
+			d.store.forgetGonePortFiles()
 			if h, err := d.ops.ensureHost(j); err != nil {
 				slog.Warn("host configuration", "err", err)
 			} else {
