@@ -340,18 +340,25 @@ func checkCase(d *Dataplane, prog *ebpf.Program, c fwdCase) error {
 func TestForwardPackets(t *testing.T) {
 	ns := fwdNetns(t)
 	d := newForwardDataplane(t)
-	type suite struct {
-		name  string
-		prog  *ebpf.Program
-		cases []fwdCase
-	}
-	suites := []suite{
+	runSuites(t, ns, d, []caseSuite{
 		{"xdp_uplink", d.objs.XdpUplink, ingressCases(xdpRedirect, xdpPass, true)},
 		{"tc_uplink", d.objs.TcUplink, ingressCases(tcRedirect, tcNext, false)},
 		{"tc_endpoint", d.egress.TcEndpoint, egressCases()},
-	}
-	// The FIB and ctx ifindexes are those of the thread's namespace, so
-	// the cases run on one thread in it, not as subtests.
+	})
+}
+
+// caseSuite is a program and the fixtures it must pass.
+type caseSuite struct {
+	name  string
+	prog  *ebpf.Program
+	cases []fwdCase
+}
+
+// runSuites checks every case of every suite inside fwdNetns. The FIB and
+// ctx ifindexes are those of the thread's namespace, so the cases run on
+// one thread in it, not as subtests.
+func runSuites(t *testing.T, ns netns.NsHandle, d *Dataplane, suites []caseSuite) {
+	t.Helper()
 	err := in(t, ns, func() error {
 		for _, s := range suites {
 			for _, c := range s.cases {

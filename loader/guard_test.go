@@ -4,8 +4,6 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-
-	"github.com/cilium/ebpf"
 )
 
 // Frames a hostile endpoint (A) sends from its eth0, each against the rule
@@ -289,26 +287,9 @@ func spendBucket(d *Dataplane, src netip.Addr) error {
 func TestGuardPackets(t *testing.T) {
 	ns := fwdNetns(t)
 	d := newForwardDataplane(t)
-	suites := []struct {
-		name  string
-		prog  *ebpf.Program
-		cases []fwdCase
-	}{
+	runSuites(t, ns, d, []caseSuite{
 		{"xdp_uplink", d.objs.XdpUplink, guardIngressCases(xdpRedirect, xdpTX, xdpPass, xdpDrop, true)},
 		{"tc_uplink", d.objs.TcUplink, guardIngressCases(tcRedirect, tcRedirect, tcNext, tcShot, false)},
 		{"tc_endpoint", d.egress.TcEndpoint, guardEgressCases()},
-	}
-	err := in(t, ns, func() error {
-		for _, s := range suites {
-			for _, c := range s.cases {
-				if err := checkCase(d, s.prog, c); err != nil {
-					t.Errorf("%s/%s: %v", s.name, c.name, err)
-				}
-			}
-		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
