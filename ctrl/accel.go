@@ -1,10 +1,12 @@
 package ctrl
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sort"
 	"strings"
@@ -63,19 +65,38 @@ func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
 }
 
 // portEntries is what each endpoint may send from: its MAC and its
-// link-local address, each owned by one port. The first port to hold a
-// MAC or a link-local address keeps it (ports are taken oldest first, by
-// ifindex); a second claimant, and any claim on a reserved address (the
-// gateway, the host's own link-local and MAC addresses), gets nothing: a
-// port without a MAC entry sends no IPv6, one without a link-local
-// address sends from none (so no NA for fe80::1). It returns the
-// conflicts, each as one line, for the log.
-func portEntries(eps map[int]*Endpoint, reserved map[netip.Addr]bool, reservedMACs map[string]bool) (map[uint32]loader.Port, []string) {
+// link-local address, each owned by one port. The port that held a MAC or
+// link-local address in the entries written last (prev) keeps it; among
+// new claims, the older port (lower ifindex) wins. A port that claims a
+// MAC another port owns, or the host's, gets an entry with the zero MAC,
+// which no frame carries: it can send nothing at all, ARP and IPv4
+// included, so it cannot move the owner's MAC in the bridge's forwarding
+// table. A claim on a taken or reserved link-local address (the gateway,
+// the host's own) leaves the port with no link-local address to send
+// from (so no NA for fe80::1). It returns the conflicts, one line each.
+func portEntries(eps map[int]*Endpoint, prev map[uint32]loader.Port, reserved map[netip.Addr]bool, reservedMACs map[string]bool) (map[uint32]loader.Port, []string) {
 	idxs := make([]int, 0, len(eps))
 	for idx := range eps {
 		idxs = append(idxs, idx)
 	}
-	sort.Ints(idxs)
+	held := func(idx int) int {
+		p, ok := prev[uint32(idx)]
+		ep := eps[idx]
+		n := 0
+		if ok && bytes.Equal(p.MAC, ep.MAC) {
+			n += 2
+		}
+		if ok && p.LinkLocal.IsValid() && p.LinkLocal == ep.LinkLocal.WithZone("") {
+			n++
+		}
+		return n
+	}
+	sort.Slice(idxs, func(i, j int) bool {
+		if hi, hj := held(idxs[i]), held(idxs[j]); hi != hj {
+			return hi > hj
+		}
+		return idxs[i] < idxs[j]
+	})
 	out := make(map[uint32]loader.Port, len(eps))
 	macOwner := map[string]int{}
 	llOwner := map[netip.Addr]int{}
@@ -87,11 +108,13 @@ func portEntries(eps map[int]*Endpoint, reserved map[netip.Addr]bool, reservedMA
 		}
 		mac := ep.MAC.String()
 		if reservedMACs[mac] {
-			conflicts = append(conflicts, fmt.Sprintf("port %s: MAC %s is the host's: the port sends no IPv6", ep.HostIf, mac))
+			conflicts = append(conflicts, fmt.Sprintf("port %s: MAC %s is the host's: the port sends nothing", ep.HostIf, mac))
+			out[uint32(idx)] = loader.Port{MAC: make(net.HardwareAddr, 6)}
 			continue
 		}
 		if first, ok := macOwner[mac]; ok {
-			conflicts = append(conflicts, fmt.Sprintf("port %s: MAC %s is port %s's: the port sends no IPv6", ep.HostIf, mac, eps[first].HostIf))
+			conflicts = append(conflicts, fmt.Sprintf("port %s: MAC %s is port %s's: the port sends nothing", ep.HostIf, mac, eps[first].HostIf))
+			out[uint32(idx)] = loader.Port{MAC: make(net.HardwareAddr, 6)}
 			continue
 		}
 		macOwner[mac] = idx
@@ -139,7 +162,11 @@ func (b *bpfAccel) hostOwned() (map[netip.Addr]bool, map[string]bool) {
 // syncPorts writes the ports map, logging each new conflict once.
 func (b *bpfAccel) syncPorts(eps map[int]*Endpoint) error {
 	lls, macs := b.hostOwned()
-	want, conflicts := portEntries(eps, lls, macs)
+	prev, err := b.dp.GuardedPorts()
+	if err != nil {
+		return err
+	}
+	want, conflicts := portEntries(eps, prev, lls, macs)
 	for idx, p := range want {
 		if ep := eps[int(idx)]; ep != nil && ep.Bridge != 0 && ep.Bridge != b.fwd.uplink.BridgeIndex {
 			p.GuardOnly = true

@@ -19,9 +19,11 @@ func TestPortEntries(t *testing.T) {
 	gw := netip.MustParseAddr("fe80::1")
 	hostLL := netip.MustParseAddr("fe80::aa")
 	hostMAC := net.HardwareAddr{0x02, 0, 0x5e, 0, 0, 1}
+	zero := make(net.HardwareAddr, 6)
 	for _, tc := range []struct {
 		name      string
 		eps       map[int]*Endpoint
+		prev      map[uint32]loader.Port
 		want      map[uint32]loader.Port
 		conflicts int
 	}{
@@ -53,18 +55,28 @@ func TestPortEntries(t *testing.T) {
 			conflicts: 1,
 		},
 		{
-			name: "a neighbour's MAC: no entry, so no IPv6",
+			name: "a neighbour's MAC: the zero MAC, so nothing is sent",
 			eps: map[int]*Endpoint{
 				5: {HostIf: "first", MAC: mac(2), LinkLocal: ll("fe80::2")},
 				9: {HostIf: "late", MAC: mac(2), LinkLocal: ll("fe80::9")},
 			},
-			want:      map[uint32]loader.Port{5: {MAC: mac(2), LinkLocal: ll("fe80::2")}},
+			want:      map[uint32]loader.Port{5: {MAC: mac(2), LinkLocal: ll("fe80::2")}, 9: {MAC: zero}},
+			conflicts: 1,
+		},
+		{
+			name: "an older port takes over a newer one's MAC: the holder keeps it",
+			eps: map[int]*Endpoint{
+				5: {HostIf: "attacker", MAC: mac(9), LinkLocal: ll("fe80::5")},
+				9: {HostIf: "victim", MAC: mac(9), LinkLocal: ll("fe80::9")},
+			},
+			prev:      map[uint32]loader.Port{5: {MAC: mac(5)}, 9: {MAC: mac(9), LinkLocal: ll("fe80::9")}},
+			want:      map[uint32]loader.Port{5: {MAC: zero}, 9: {MAC: mac(9), LinkLocal: ll("fe80::9")}},
 			conflicts: 1,
 		},
 		{
 			name:      "the host's MAC",
 			eps:       map[int]*Endpoint{5: {HostIf: "a", MAC: hostMAC}},
-			want:      map[uint32]loader.Port{},
+			want:      map[uint32]loader.Port{5: {MAC: zero}},
 			conflicts: 1,
 		},
 		{
@@ -74,7 +86,7 @@ func TestPortEntries(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, conflicts := portEntries(tc.eps, map[netip.Addr]bool{gw: true, hostLL: true}, map[string]bool{hostMAC.String(): true})
+			got, conflicts := portEntries(tc.eps, tc.prev, map[netip.Addr]bool{gw: true, hostLL: true}, map[string]bool{hostMAC.String(): true})
 			if diff := cmp.Diff(tc.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 				t.Errorf("entries (-want +got):\n%s", diff)
 			}

@@ -95,6 +95,8 @@ func testHostile(t *testing.T, dp string) {
 	t.Run("address claimed twice", h.claimedTwice)
 	t.Run("reserved addresses claimed", h.reservedClaimed)
 	t.Run("many addresses claimed", h.manyClaimed)
+	// Last: it changes the attacker's MAC.
+	t.Run("victim's MAC set on the attacker's eth0", h.macTaken)
 }
 
 func newHostile(t *testing.T, s *seed, dp string) *hostile {
