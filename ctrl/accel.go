@@ -242,7 +242,7 @@ func startAccel(r *Resolved, h *Host, j *Journal) (a accel, dataplane, attach, r
 			{JobForward, "kernel", why + ": bridge and kernel forwarding"},
 			{JobEgress, "kernel", why},
 		}}
-		a, err := startGuardOnly(r, h, j, plan)
+		a, err := openAccel(r, h, j, plan)
 		if err != nil {
 			slog.Error("port guards failed; ports are unguarded", "err", err)
 			return nil, DataplaneKernel, "", why, append(plan.choices, HookChoice{JobGuard, "none", err.Error()})
@@ -438,19 +438,19 @@ func uplinkConfig(r *Resolved, h *Host, plan hookPlan) (loader.UplinkConfig, err
 
 // openAccel loads the dataplane, writes the uplink config and the NS limit
 // and starts the watcher that keeps the config in line with the host.
-func openAccel(r *Resolved, h *Host, j *Journal, plan hookPlan) (*bpfAccel, loader.UplinkConfig, error) {
+func openAccel(r *Resolved, h *Host, j *Journal, plan hookPlan) (*bpfAccel, error) {
 	cfg, err := uplinkConfig(r, h, plan)
 	if err != nil {
-		return nil, cfg, err
+		return nil, err
 	}
 	dp, err := loader.Open(r.PinDir)
 	if err != nil {
-		return nil, cfg, fmt.Errorf("loading programs: %w", err)
+		return nil, fmt.Errorf("loading programs: %w", err)
 	}
 	j.PinDir = r.PinDir
 	if err := dp.SetNSLimit(loader.NSLimit{PerSource: r.NSRatePerSource, Global: r.NSRateGlobal, Burst: r.NSRateBurst()}); err != nil {
 		dp.Close()
-		return nil, cfg, err
+		return nil, err
 	}
 	b := &bpfAccel{dp: dp, gateway: r.Gateway}
 	b.fwd = newForwarder(dp, cfg, plan.xdp && plan.native && plan.fwd&loader.HookXDP != 0, r.IPForward)
@@ -462,27 +462,17 @@ func openAccel(r *Resolved, h *Host, j *Journal, plan hookPlan) (*bpfAccel, load
 	}
 	if err := b.fwd.setPolicy(readHostPolicy(uplink)); err != nil {
 		dp.Close()
-		return nil, cfg, err
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.stop, b.done = cancel, make(chan struct{})
 	go b.watch(ctx, uplink)
-	return b, cfg, nil
-}
-
-// startGuardOnly runs the port programs as guards (the kernel dataplane):
-// nothing on the uplink, no BPF delivery.
-func startGuardOnly(r *Resolved, h *Host, j *Journal, plan hookPlan) (accel, error) {
-	b, _, err := openAccel(r, h, j, plan)
-	if err != nil {
-		return nil, err
-	}
 	return b, nil
 }
 
 func attachBPF(r *Resolved, h *Host, j *Journal, plan hookPlan) (accel, loader.Mode, error) {
 	ifindex := h.Uplink.Attrs().Index
-	b, _, err := openAccel(r, h, j, plan)
+	b, err := openAccel(r, h, j, plan)
 	if err != nil {
 		return nil, "", err
 	}

@@ -3,7 +3,6 @@ package ctrl
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/google/nftables"
@@ -32,12 +31,10 @@ func readHostPolicy(uplink string) hostPolicy {
 
 // readForwarding reports whether the kernel forwards and proxies on the
 // uplink: ip6_forward needs net.ipv6.conf.all.forwarding, the NDP proxy
-// the uplink's own (ndisc_recv_ns). Both are read by path, so that
-// interface names with dots (eth0.100) need no translation.
+// the uplink's own (ndisc_recv_ns).
 func readForwarding(uplink string) bool {
 	for _, dev := range []string{"all", uplink} {
-		b, err := os.ReadFile(filepath.Join(sysctlRoot, "net/ipv6/conf", dev, "forwarding"))
-		if err != nil || strings.TrimSpace(string(b)) == "0" {
+		if v, err := ReadSysctl(ipv6Conf(dev, "forwarding")); err != nil || v == "0" {
 			return false
 		}
 	}

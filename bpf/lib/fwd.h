@@ -31,12 +31,6 @@ static __always_inline bool icmp6_is_ndp(__u8 type)
 	return type >= ICMP6_NDP_FIRST && type <= ICMP6_NDP_LAST;
 }
 
-/* fe80::/10, RFC 4291 section 2.5.6. */
-static __always_inline bool ipv6_addr_is_link_local(const struct in6_addr *a)
-{
-	return a->s6_addr[0] == 0xfe && (a->s6_addr[1] & 0xc0) == 0x80;
-}
-
 static __always_inline bool mac_equal(const __u8 a[ETH_ALEN], const __u8 b[ETH_ALEN])
 {
 	return *(const __u32 *)a == *(const __u32 *)b &&

@@ -53,6 +53,12 @@ static __always_inline bool ipv6_addr_is_multicast(const struct in6_addr *a)
 	return a->s6_addr[0] == 0xff;
 }
 
+/* fe80::/10, RFC 4291 section 2.5.6. */
+static __always_inline bool ipv6_addr_is_link_local(const struct in6_addr *a)
+{
+	return a->s6_addr[0] == 0xfe && (a->s6_addr[1] & 0xc0) == 0x80;
+}
+
 /* ::1, RFC 4291 section 2.5.3. */
 static __always_inline bool ipv6_addr_is_loopback(const struct in6_addr *a)
 {
@@ -94,8 +100,8 @@ static __always_inline bool ipv6_is_solicited_node_of(const struct in6_addr *gro
  */
 static __always_inline bool ipv6_src_never_forwarded(const struct in6_addr *a)
 {
-	return (a->s6_addr[0] == 0xfe && (a->s6_addr[1] & 0xc0) == 0x80) ||
-	       ipv6_addr_is_multicast(a) || ipv6_addr_is_any(a) || ipv6_addr_is_loopback(a);
+	return ipv6_addr_is_link_local(a) || ipv6_addr_is_multicast(a) || ipv6_addr_is_any(a) ||
+	       ipv6_addr_is_loopback(a);
 }
 
 /* ff02::1, the all-nodes group: where a DAD defence goes (RFC 4861 7.2.4). */

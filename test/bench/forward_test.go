@@ -23,6 +23,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/v6dp/v6dp/test/frame"
 	"github.com/v6dp/v6dp/test/topo"
 )
 
@@ -256,7 +257,12 @@ func udpFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, hop uint8, s
 	binary.BigEndian.PutUint16(udp[2:4], fwdPort)
 	binary.BigEndian.PutUint16(udp[4:6], uint16(8+len(payload)))
 	udp = append(udp, payload...)
-	binary.BigEndian.PutUint16(udp[6:8], l4Checksum(src, dst, 17, udp))
+	// UDP sends a checksum of 0 as 0xffff (RFC 8200 8.1).
+	c := frame.Checksum(src, dst, 17, udp)
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(udp[6:8], c)
 
 	f := make([]byte, 0, hdrs+len(payload))
 	f = append(f, dstMAC...)
@@ -268,35 +274,6 @@ func udpFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, hop uint8, s
 	f = append(f, s[:]...)
 	f = append(f, d[:]...)
 	return append(f, udp...)
-}
-
-// l4Checksum is the Internet checksum of msg (its checksum field zero)
-// over the IPv6 pseudo-header; UDP sends 0 as 0xffff.
-func l4Checksum(src, dst netip.Addr, proto uint8, msg []byte) uint16 {
-	var sum uint32
-	add := func(b []byte) {
-		for i := 0; i+1 < len(b); i += 2 {
-			sum += uint32(b[i])<<8 | uint32(b[i+1])
-		}
-		if len(b)%2 == 1 {
-			sum += uint32(b[len(b)-1]) << 8
-		}
-	}
-	s, d := src.As16(), dst.As16()
-	add(s[:])
-	add(d[:])
-	var l [8]byte
-	binary.BigEndian.PutUint32(l[0:4], uint32(len(msg)))
-	l[7] = proto
-	add(l[:])
-	add(msg)
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	if c := ^uint16(sum); c != 0 {
-		return c
-	}
-	return 0xffff
 }
 
 // measure runs one dataplane: set up, warm-up, then per run TCP, the flood

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/mdlayher/ndp"
+
+	"github.com/v6dp/v6dp/test/frame"
 )
 
 // nsFrame builds the Ethernet frame of a multicast Neighbor Solicitation
@@ -27,7 +29,7 @@ func nsFrame(srcMAC net.HardwareAddr, src, target netip.Addr) ([]byte, error) {
 		return nil, err
 	}
 	binary.BigEndian.PutUint16(body[2:4], 0)
-	binary.BigEndian.PutUint16(body[2:4], icmp6Checksum(src, dst, body))
+	binary.BigEndian.PutUint16(body[2:4], frame.Checksum(src, dst, 58, body))
 
 	d16 := dst.As16()
 	f := make([]byte, 0, 14+40+len(body))
@@ -43,12 +45,6 @@ func nsFrame(srcMAC net.HardwareAddr, src, target netip.Addr) ([]byte, error) {
 	f = append(f, s16[:]...)
 	f = append(f, d16[:]...)
 	return append(f, body...), nil
-}
-
-// icmp6Checksum is the ICMPv6 checksum (RFC 4443 2.3) of msg, whose own
-// checksum field must be zero, over the IPv6 pseudo-header (RFC 8200 8.1).
-func icmp6Checksum(src, dst netip.Addr, msg []byte) uint16 {
-	return l4Checksum(src, dst, 58, msg)
 }
 
 // naTarget returns the target of a Neighbor Advertisement frame, if f is
