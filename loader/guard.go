@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -102,7 +105,42 @@ type NSLimit struct {
 	PerSource, Global, Burst uint64
 }
 
-// SetNSLimit writes the limit. The global rate is split over the CPUs,
+// onlineCPUs counts the CPUs that can receive packets, from
+// /sys/devices/system/cpu/online ("0-3,6"): the global rate is split over
+// those, not over the possible ones a VM may list by the hundred, which
+// would make the limit far stricter than configured.
+func onlineCPUs() int {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return runtime.NumCPU()
+	}
+	if n, ok := countCPUList(string(b)); ok {
+		return n
+	}
+	return runtime.NumCPU()
+}
+
+// countCPUList counts the CPUs of a kernel CPU list such as "0-3,6".
+func countCPUList(list string) (int, bool) {
+	n := 0
+	for _, r := range strings.Split(strings.TrimSpace(list), ",") {
+		lo, hi, found := strings.Cut(r, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return 0, false
+		}
+		z := a
+		if found {
+			if z, err = strconv.Atoi(hi); err != nil || z < a {
+				return 0, false
+			}
+		}
+		n += z - a + 1
+	}
+	return n, n > 0
+}
+
+// SetNSLimit writes the limit. The global rate is split over the online CPUs,
 // whose buckets are separate so that they never contend.
 func (d *Dataplane) SetNSLimit(l NSLimit) error {
 	var v uplinkNsLimitConfig
@@ -110,11 +148,7 @@ func (d *Dataplane) SetNSLimit(l NSLimit) error {
 		v.SourceIntervalNs = uint64(time.Second) / l.PerSource
 	}
 	if l.Global > 0 {
-		cpus, err := ebpf.PossibleCPU()
-		if err != nil {
-			cpus = runtime.NumCPU()
-		}
-		per := l.Global / uint64(cpus)
+		per := l.Global / uint64(onlineCPUs())
 		if per == 0 {
 			per = 1
 		}

@@ -293,3 +293,17 @@ func TestGuardPackets(t *testing.T) {
 		{"tc_endpoint", d.egress.TcEndpoint, guardEgressCases()},
 	})
 }
+
+// The global NS rate is split over the CPUs that are online, read from
+// the kernel's CPU list.
+func TestCountCPUList(t *testing.T) {
+	for in, want := range map[string]int{"0": 1, "0-1\n": 2, "0-3,6": 5, "0,2,4-7": 6, "": -1, "3-1": -1, "x": -1} {
+		n, ok := countCPUList(in)
+		if !ok {
+			n = -1
+		}
+		if n != want {
+			t.Errorf("countCPUList(%q) = %d, want %d", in, n, want)
+		}
+	}
+}
