@@ -48,7 +48,7 @@ func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
 	errs := []error{b.fwd.refreshBridge()}
 	onBridge := make(map[int]*Endpoint, len(eps))
 	for idx, ep := range eps {
-		if ep.Bridge == b.fwd.uplink.BridgeIndex {
+		if ep.Bridge == b.fwd.uplink.BridgeIndex && len(ep.Addrs) > 0 {
 			onBridge[idx] = ep
 		}
 	}

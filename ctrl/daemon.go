@@ -459,7 +459,13 @@ func (k sysKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) erro
 	}
 	if d.metrics != nil {
 		d.metrics.addresses.Store(int64(len(want)))
-		d.metrics.endpoints.Store(int64(len(eps)))
+		n := 0
+		for _, ep := range eps {
+			if len(ep.Addrs) > 0 {
+				n++
+			}
+		}
+		d.metrics.endpoints.Store(int64(n))
 		d.metrics.conflicts.Store(int64(d.eps.conflicts))
 	}
 	return errors.Join(errs...)

@@ -29,7 +29,8 @@ type kernel interface {
 	PreparePort(name string) error
 	// Publish makes the BPF maps and the kernel proxy entries hold
 	// exactly the addresses of eps (each endpoint's Addrs are those it
-	// owns).
+	// owns, maybe none), and the ports map an entry for every port in
+	// eps: every resolved port, addressed or not, may send as itself.
 	Publish(eps map[int]*Endpoint, addrs map[netip.Addr]bool) error
 	// Announce sends unsolicited NAs for fresh addresses and withdraws
 	// gone ones.
@@ -60,10 +61,15 @@ type lifecycle struct {
 	bridges map[int]string
 	now     func() time.Time
 
-	found   map[int]*Endpoint // resolved ports, publishable addresses
-	pending map[int]retry     // ports whose far end has no address yet
+	// found are the resolved ports with their publishable addresses,
+	// also those with none (they get a port entry, no address); pending
+	// the ports whose far end has no address in the prefix yet, or could
+	// not be read yet, retried for a while.
+	found   map[int]*Endpoint
+	pending map[int]retry
 	owners  rules.Owners
-	// published is what Publish was last given; live its addresses.
+	// published is what Publish was last given (every resolved port);
+	// live the addresses.
 	published map[int]*Endpoint
 	live      map[netip.Addr]bool
 	// conflicts counts addresses claimed by a second port (issue 9);
@@ -203,7 +209,8 @@ func (l *lifecycle) Addrs(nsid int) bool {
 }
 
 func sameEndpoint(a, b *Endpoint) bool {
-	if len(a.Addrs) != len(b.Addrs) || len(a.Held) != len(b.Held) || a.MAC.String() != b.MAC.String() || a.MTU != b.MTU {
+	if len(a.Addrs) != len(b.Addrs) || len(a.Held) != len(b.Held) || a.MAC.String() != b.MAC.String() || a.MTU != b.MTU ||
+		a.LinkLocal != b.LinkLocal {
 		return false
 	}
 	for i := range a.Addrs {
@@ -222,8 +229,10 @@ func sameEndpoint(a, b *Endpoint) bool {
 // Pending reports whether a port is waiting for a retry.
 func (l *lifecycle) Pending() bool { return len(l.pending) > 0 }
 
-// Retry resolves the ports that are due and reports whether any became an
-// endpoint.
+// Retry resolves the ports that are due and reports whether the endpoint
+// set changed. A port resolved without an address in the prefix is found
+// at once (its port entry lets it send as itself) and retried until its
+// address comes or the retries end.
 func (l *lifecycle) Retry() bool {
 	now := l.now()
 	changed := false
@@ -233,13 +242,21 @@ func (l *lifecycle) Retry() bool {
 		}
 		ep, err := l.k.Port(idx)
 		switch {
-		case err == nil && len(ep.Held) > 0:
-			l.found[idx] = ep
+		case err == nil:
+			if old, ok := l.found[idx]; !ok || !sameEndpoint(old, ep) {
+				l.found[idx] = ep
+				changed = true
+			}
+			if len(ep.Held) > 0 {
+				delete(l.pending, idx)
+				continue
+			}
+		case isGone(err):
 			delete(l.pending, idx)
-			changed = true
-			continue
-		case err != nil && isGone(err):
-			delete(l.pending, idx)
+			if _, ok := l.found[idx]; ok {
+				delete(l.found, idx)
+				changed = true
+			}
 			continue
 		}
 		if now.After(r.deadline) {
@@ -282,10 +299,9 @@ func (l *lifecycle) Resync(periodic bool) bool {
 				slog.Warn("port ipv6 off", "port", ep.HostIf, "err", err)
 			}
 		}
-		if len(ep.Held) == 0 {
-			continue
+		if len(ep.Held) > 0 {
+			delete(l.pending, ep.HostIndex)
 		}
-		delete(l.pending, ep.HostIndex)
 		next[ep.HostIndex] = &ep
 	}
 	l.found = next
@@ -313,9 +329,6 @@ func (l *lifecycle) Apply() {
 	pub := make(map[int]*Endpoint, len(l.found))
 	want := map[netip.Addr]bool{}
 	for idx, ep := range l.found {
-		if len(owned[idx]) == 0 {
-			continue
-		}
 		e := *ep
 		e.Addrs = owned[idx]
 		pub[idx] = &e

@@ -31,15 +31,18 @@ type fakePort struct {
 	master int
 	nsid   int
 	addrs  []rules.Addr
+	ll     netip.Addr
 	broken bool // reads fail (not gone)
 }
 
 type fakeKernel struct {
-	ports    map[int]*fakePort
-	bridges  map[int]string
-	scanErr  error
-	did      []string // what the lifecycle asked for, in order
-	pub      map[netip.Addr]int
+	ports   map[int]*fakePort
+	bridges map[int]string
+	scanErr error
+	did     []string // what the lifecycle asked for, in order
+	pub     map[netip.Addr]int
+	// entries are the ports Publish was last given, as "index:link-local".
+	entries  []string
 	prepared map[string]bool
 }
 
@@ -50,7 +53,7 @@ func newFakeKernel() *fakeKernel {
 
 func (k *fakeKernel) endpoint(idx int, p *fakePort) *Endpoint {
 	ep := &Endpoint{Name: p.name, HostIf: p.name, HostIndex: idx, NetnsID: p.nsid, PeerIf: "eth0",
-		MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(idx)}, MTU: 1500}
+		MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(idx)}, MTU: 1500, LinkLocal: p.ll}
 	for _, a := range p.addrs {
 		ep.Held = append(ep.Held, a.Addr)
 	}
@@ -130,6 +133,11 @@ func (k *fakeKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) er
 		return fmt.Errorf("want has %d addresses, endpoints %d", len(want), len(next))
 	}
 	k.pub = next
+	k.entries = nil
+	for idx, ep := range eps {
+		k.entries = append(k.entries, fmt.Sprintf("%d:%s", idx, ep.LinkLocal))
+	}
+	sort.Strings(k.entries)
 	return nil
 }
 
@@ -429,6 +437,61 @@ func TestLifecycleRandomOrder(t *testing.T) {
 			if n != 0 {
 				t.Fatalf("seed %d run %d: %s not live but announced %d more times than withdrawn", seed, run, addr, n)
 			}
+		}
+	}
+}
+
+// TestLifecyclePortEntries: every resolved port gets a port entry (its
+// MAC and link-local address, so it may send as itself), whether or not
+// its container has an address in the prefix; an unresolved one gets
+// none (default deny), and a port that goes loses its entry.
+func TestLifecyclePortEntries(t *testing.T) {
+	quiet(t)
+	ll := func(n int) netip.Addr { return netip.MustParseAddr(fmt.Sprintf("fe80::%x", n)) }
+	k := newFakeKernel()
+	l := newLifecycle(k, []string{"br0"})
+	for _, s := range []struct {
+		what  string
+		set   func(k *fakeKernel)
+		ev    func(l *lifecycle) bool
+		ports []string
+		pub   []string
+	}{
+		{what: "a port without an address in the prefix", set: func(k *fakeKernel) {
+			addPort(5, 1)(k)
+			k.ports[5].ll = ll(5)
+		}, ev: linkNew(5), ports: []string{"5:fe80::5"}},
+		{what: "its link-local address changes", set: func(k *fakeKernel) { k.ports[5].ll = ll(0x55) }, ev: addrEvent(1),
+			ports: []string{"5:fe80::55"}},
+		{what: "a port whose far end cannot be read", set: func(k *fakeKernel) {
+			addPort(6, 2)(k)
+			k.ports[6].ll, k.ports[6].broken = ll(6), true
+		}, ev: linkNew(6), ports: []string{"5:fe80::55"}},
+		{what: "it gets an address", set: func(k *fakeKernel) { k.ports[5].addrs = []rules.Addr{A("2001:db8:1::10")} }, ev: addrEvent(1),
+			ports: []string{"5:fe80::55"}, pub: []string{"2001:db8:1::10@5"}},
+		{what: "the unreadable port is read at last", set: func(k *fakeKernel) { k.ports[6].broken = false },
+			ev: func(l *lifecycle) bool {
+				l.now = func() time.Time { return time.Now().Add(time.Second) }
+				return l.Retry()
+			}, ports: []string{"5:fe80::55", "6:fe80::6"}, pub: []string{"2001:db8:1::10@5"}},
+		{what: "the address goes, the entry stays", set: func(k *fakeKernel) { k.ports[5].addrs = nil }, ev: addrEvent(1),
+			ports: []string{"5:fe80::55", "6:fe80::6"}},
+		{what: "resync keeps both", ev: resync, ports: []string{"5:fe80::55", "6:fe80::6"}},
+		{what: "a port deleted loses its entry", set: func(k *fakeKernel) { delete(k.ports, 5) }, ev: linkDel(5),
+			ports: []string{"6:fe80::6"}},
+		{what: "a port leaving the bridge too", set: func(k *fakeKernel) { k.ports[6].master = 0 }, ev: linkPartial(6)},
+	} {
+		if s.set != nil {
+			s.set(k)
+		}
+		if s.ev(l) {
+			l.Apply()
+		}
+		if diff := cmp.Diff(s.ports, k.entries); diff != "" {
+			t.Errorf("%s: port entries (-want +got):\n%s", s.what, diff)
+		}
+		if diff := cmp.Diff(s.pub, k.published()); diff != "" {
+			t.Errorf("%s: published (-want +got):\n%s", s.what, diff)
 		}
 	}
 }

@@ -90,6 +90,8 @@ func testHostile(t *testing.T, dp string) {
 	}
 	t.Run("MAC spoofing", h.macSpoofing)
 	t.Run("gateway address added inside the container", h.gatewayClaimed)
+	t.Run("unaddressed port", h.unaddressedPort)
+	t.Run("unresolved port", h.unresolvedPort)
 	t.Run("from the router", h.fromRouter)
 	t.Run("NS from the router", h.nsFromRouter)
 	t.Run("address claimed twice", h.claimedTwice)
