@@ -45,8 +45,15 @@ enum egress_action {
 
 /* The result of classifying one frame. */
 struct egress_pkt {
-	/* The destination endpoint, for EGRESS_LOCAL_*. */
+	/* The destination endpoint, for EGRESS_LOCAL_*, and its network. */
 	const struct endpoint_info *ep;
+	const struct network_info *dnet;
+	/* The sending port's network id, if the port has an entry, and network. */
+	__u32 src_net;
+	bool known_port;
+	const struct network_info *net;
+	/* The settings of the uplink of the port's network. */
+	const struct uplink_config *ucfg;
 	/* Why the frame is passed or dropped. */
 	enum counter_id reason;
 };
@@ -82,9 +89,38 @@ static __always_inline bool egress_addr_owned(const struct in6_addr *a, __u32 if
 #define ICMP6_MLD_DONE 132
 #define ICMP6_MLD2_REPORT 143
 
+/* RFC 3971 / RFC 7527: the Nonce option, the only one a DAD probe carries. */
+#define NDP_OPT_NONCE 14
+/* Nonce options a DAD probe may carry (Linux sends one, of 8 bytes). */
+#define DAD_NONCE_OPTS_MAX 2
+
+/*
+ * dad_options_ok reports whether the options of a DAD probe, from off to
+ * len in the NS at msg, are Nonce options only (RFC 7527 enhanced DAD,
+ * which Linux does by default): never a Source Link-Layer Address, which
+ * RFC 4861 7.1.1 forbids from ::.
+ */
+static __always_inline bool dad_options_ok(__u8 *msg, __u32 len, void *data_end)
+{
+	__u32 off = 24, i;
+
+	for (i = 0; i < DAD_NONCE_OPTS_MAX; i++) {
+		__u8 *opt;
+
+		if (off >= len)
+			break;
+		opt = msg + off;
+		if ((void *)(opt + 2) > data_end || opt[0] != NDP_OPT_NONCE || opt[1] == 0)
+			return false;
+		off += (__u32)opt[1] * 8;
+	}
+	return off == len;
+}
+
 /*
  * egress_unspecified_ok reports whether a packet from :: may leave a port:
- * a DAD probe (an NS with no options, RFC 4862 5.4.2 and RFC 4861 7.1.1),
+ * a DAD probe (an NS with no options but nonces, RFC 4862 5.4.2, RFC 7527,
+ * RFC 4861 7.1.1),
  * a Router Solicitation with no options (RFC 4861 6.3.7), or an MLD
  * report behind a hop-by-hop header (RFC 3810 5.2.13). Nothing else is
  * ever sent from ::, so nothing else is: no anonymous datagrams.
@@ -97,7 +133,8 @@ static __always_inline bool egress_unspecified_ok(struct ipv6hdr *ip6, void *dat
 	if (ip6->nexthdr == IPPROTO_ICMPV6) {
 		if ((void *)(p + 1) > data_end)
 			return false;
-		return (p[0] == ICMP6_NEIGHBOR_SOLICIT && plen == 24) ||
+		return (p[0] == ICMP6_NEIGHBOR_SOLICIT && plen >= 24 && plen <= 24 + 16 &&
+			dad_options_ok(p, plen, data_end)) ||
 		       (p[0] == ICMP6_ROUTER_SOLICIT && plen == 8);
 	}
 	if (ip6->nexthdr != IPPROTO_HOPOPTS)
@@ -252,9 +289,10 @@ static __always_inline int egress_check_ndp(struct ipv6hdr *ip6, struct icmp6hdr
 }
 
 static __always_inline enum egress_action egress_classify(void *data, void *data_end, __u32 ifindex,
-							  const struct uplink_config *cfg,
 							  struct egress_pkt *pkt)
 {
+	const struct uplink_config *ucfg;
+	const struct network_info *net;
 	const struct endpoint_info *ep;
 	/* Stands in for a port without an entry: no MAC, no link-local. */
 	struct port_info none = {};
@@ -269,6 +307,10 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 	if (!eth)
 		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_TRUNCATED);
 	port = port_lookup(ifindex);
+	if (port) {
+		pkt->known_port = true;
+		pkt->src_net = port->net;
+	}
 	/*
 	 * A known endpoint sends every frame, IPv4 and ARP included, from its
 	 * own MAC: another would move a neighbour's MAC to this port in the
@@ -322,7 +364,7 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 	/* Only DAD and MLD come from ::, and they have been let through above. */
 	if (ipv6_addr_is_any(&ip6->saddr))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
-	/* A port of another network: guarded, delivered by bridge and kernel. */
+	/* A port BPF does not deliver for: guarded, then bridge and kernel. */
 	if (port->flags & PORT_F_GUARD_ONLY)
 		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
 	/* Multicast and link-local destinations stay on the bridge. */
@@ -330,16 +372,23 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
 	if (ip6->nexthdr == IPPROTO_HOPOPTS)
 		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_EXTHDR);
+	/* The port's network, and the uplink its traffic leaves by. */
+	net = network_get(port->net);
+	ucfg = net ? uplink_config_slot(net->uplink) : NULL;
+	if (!ucfg)
+		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
+	pkt->net = net;
+	pkt->ucfg = ucfg;
 	/*
 	 * The host's firewall, and forwarding turned off, are the kernel's to
 	 * apply: BPF delivers nothing then, not even between local endpoints.
 	 */
-	if (cfg->flags & UPLINK_F_FILTERED)
+	if (ucfg->flags & UPLINK_F_FILTERED)
 		return egress_verdict(pkt, EGRESS_PASS, CNT_FWD_PASS_FILTERED);
-	if (uplink_policy_stale(cfg))
+	if (uplink_policy_stale(ucfg))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_FWD_PASS_STALE);
 	/* Guarding only: the bridge and the kernel deliver. */
-	if (!(cfg->flags & UPLINK_F_EGRESS_FWD))
+	if (!(ucfg->flags & UPLINK_F_EGRESS_FWD))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
 
 	ep = endpoint_lookup(ip6->daddr.s6_addr);
@@ -349,20 +398,28 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 	 * A frame for the bridge's MAC is one the kernel would route; any
 	 * other unicast MAC is one the bridge would switch. Endpoints on the
 	 * same prefix reach each other switched (the prefix is on-link on
-	 * their eth0), so that case keeps MACs and hop limit as they are.
+	 * their eth0), so that case keeps MACs and hop limit as they are. A
+	 * bridge switches only between its own ports, and not at all for a
+	 * port it isolates or locks or whose VLANs it filters: those frames
+	 * are the bridge's to decide.
 	 */
-	if (!mac_equal(eth->h_dest, cfg->bridge_mac)) {
-		if (local && mac_equal(eth->h_dest, ep->mac)) {
+	if (!mac_equal(eth->h_dest, net->bridge_mac)) {
+		if (local && ep->net == port->net && !(port->flags & PORT_F_NO_SWITCH) &&
+		    mac_equal(eth->h_dest, ep->mac)) {
 			pkt->ep = ep;
 			return EGRESS_LOCAL_SWITCHED;
 		}
 		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
 	}
-	if (!(cfg->flags & UPLINK_F_ROUTER))
+	if (!(ucfg->flags & UPLINK_F_ROUTER))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_NO_FORWARDING);
 	if (!fwd_hop_limit_ok(ip6))
 		return egress_verdict(pkt, EGRESS_PASS, CNT_FWD_PASS_HOPLIMIT);
 	if (local) {
+		/* Delivered by its own network's router: that bridge's MAC. */
+		pkt->dnet = network_get(ep->net);
+		if (!pkt->dnet)
+			return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
 		pkt->ep = ep;
 		return EGRESS_LOCAL_ROUTED;
 	}
@@ -385,9 +442,14 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
  * on the veth), so skb_fwd_peer sets PACKET_HOST.
  */
 static __always_inline int egress_local(struct __sk_buff *skb, const struct egress_pkt *pkt,
-					const struct uplink_config *cfg, bool routed)
+					bool routed)
 {
-	return skb_fwd_peer(skb, pkt->ep, routed ? cfg->bridge_mac : NULL, true, CNT_EGRESS_LOCAL);
+	int rc = skb_fwd_peer(skb, pkt->ep, routed ? pkt->dnet->bridge_mac : NULL, true,
+			      CNT_EGRESS_LOCAL);
+
+	if (rc == TC_ACT_REDIRECT)
+		net_stat_inc(pkt->src_net, egress_local);
+	return rc;
 }
 
 /*
@@ -397,8 +459,9 @@ static __always_inline int egress_local(struct __sk_buff *skb, const struct egre
  * for the uplink goes to the kernel, which answers with the ICMPv6 error
  * or delivers locally.
  */
-static __always_inline int egress_route(struct __sk_buff *skb, const struct uplink_config *cfg)
+static __always_inline int egress_route(struct __sk_buff *skb, const struct egress_pkt *pkt)
 {
+	const struct uplink_config *cfg = pkt->ucfg;
 	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
 	struct bpf_redir_neigh nh;
 	struct ipv6hdr *ip6;
@@ -411,8 +474,8 @@ static __always_inline int egress_route(struct __sk_buff *skb, const struct upli
 		counter_inc(CNT_ERROR);
 		return TC_ACT_UNSPEC;
 	}
-	rc = fib_lookup_routed(skb, ip6, skb_l3_seg_len(skb, ip6, data_end), cfg->bridge_ifindex,
-			       &nh, &oif);
+	rc = fib_lookup_routed(skb, ip6, skb_l3_seg_len(skb, ip6, data_end),
+			       pkt->net->bridge_ifindex, &nh, &oif);
 	/*
 	 * SUCCESS and NO_NEIGH both go to bpf_redirect_neigh: it transmits
 	 * through the neighbour entry, so a missing one is resolved (the
@@ -425,7 +488,10 @@ static __always_inline int egress_route(struct __sk_buff *skb, const struct upli
 		counter_inc(CNT_EGRESS_PASS_FIB);
 		return TC_ACT_UNSPEC;
 	}
-	/* Only the uplink: other devices (the bridge itself, tunnels) need the kernel. */
+	/*
+	 * Only the network's uplink: other devices (the bridge itself,
+	 * tunnels, another uplink's policy) need the kernel.
+	 */
 	if (oif != cfg->ifindex) {
 		counter_inc(CNT_EGRESS_PASS_FIB);
 		return TC_ACT_UNSPEC;
@@ -441,6 +507,7 @@ static __always_inline int egress_route(struct __sk_buff *skb, const struct upli
 	/* The MACs are the neighbour layer's; only the hop limit here. */
 	skb_hop_limit_dec(skb, ip6);
 	counter_inc(CNT_EGRESS_FIB);
+	net_stat_inc(pkt->src_net, egress_fib);
 	return bpf_redirect_neigh(oif, &nh, sizeof(nh), 0);
 }
 
@@ -473,17 +540,19 @@ int tc_endpoint(struct __sk_buff *skb)
 		skb_pull_headers(skb, skb->len <= TC_EGRESS_PULL_MAX ? skb->len : SKB_FWD_HDR_LEN);
 
 	action = egress_classify((void *)(long)skb->data, (void *)(long)skb->data_end, skb->ifindex,
-				 cfg, &pkt);
+				 &pkt);
 	switch (action) {
 	case EGRESS_DROP:
 		counter_inc(pkt.reason);
+		if (pkt.known_port)
+			net_stat_inc(pkt.src_net, egress_drop);
 		return TC_ACT_SHOT;
 	case EGRESS_LOCAL_ROUTED:
-		return egress_local(skb, &pkt, cfg, true);
+		return egress_local(skb, &pkt, true);
 	case EGRESS_LOCAL_SWITCHED:
-		return egress_local(skb, &pkt, cfg, false);
+		return egress_local(skb, &pkt, false);
 	case EGRESS_ROUTE:
-		return egress_route(skb, cfg);
+		return egress_route(skb, &pkt);
 	case EGRESS_PASS:
 		break;
 	}

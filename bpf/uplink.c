@@ -32,6 +32,8 @@
 const enum endpoint_flags *btf_endpoint_flags SEC(".v6dp.btf") __attribute__((unused));
 const enum uplink_flags *btf_uplink_flags SEC(".v6dp.btf") __attribute__((unused));
 const enum port_flags *btf_port_flags SEC(".v6dp.btf") __attribute__((unused));
+const enum network_flags *btf_network_flags SEC(".v6dp.btf") __attribute__((unused));
+const enum v6dp_limits *btf_v6dp_limits SEC(".v6dp.btf") __attribute__((unused));
 
 /* What an uplink program does with a frame. */
 enum uplink_action {
@@ -52,9 +54,13 @@ enum uplink_hook {
 struct uplink_pkt {
 	/* Valid for UPLINK_NDP_REPLY. */
 	struct ndp_ns ns;
-	/* The destination endpoint, for UPLINK_FORWARD. */
+	/* The target (UPLINK_NDP_REPLY) or destination (UPLINK_FORWARD) endpoint. */
 	const struct endpoint_info *ep;
+	/* The destination endpoint's network, for UPLINK_FORWARD. */
+	const struct network_info *net;
+	/* The uplink the frame came in on, and its slot. */
 	const struct uplink_config *cfg;
+	__u32 slot;
 	/* Why the frame is passed or dropped; CNT_MAX: another hook's job. */
 	enum counter_id reason;
 };
@@ -128,6 +134,13 @@ static __always_inline enum uplink_action uplink_classify_ns(void *data, void *d
 	 */
 	if (!port_present(ep->ifindex))
 		return uplink_verdict(pkt, UPLINK_DROP, CNT_NS_PORT_GONE);
+	/*
+	 * The kernel answers on an uplink only for its own proxy entries:
+	 * those of the networks on that uplink.
+	 */
+	if (network_uplink(ep->net) != pkt->slot)
+		return uplink_pass(pkt, CNT_NS_OTHER_UPLINK);
+	pkt->ep = ep;
 	return UPLINK_NDP_REPLY;
 }
 
@@ -145,6 +158,7 @@ static __always_inline enum uplink_action uplink_classify_fwd(struct ethhdr *eth
 							      struct uplink_pkt *pkt)
 {
 	const struct uplink_config *cfg = pkt->cfg;
+	const struct network_info *net;
 	struct endpoint_info *ep;
 
 	/*
@@ -161,6 +175,13 @@ static __always_inline enum uplink_action uplink_classify_fwd(struct ethhdr *eth
 								     : CNT_PASS_NOT_NS);
 	if (icmp && icmp6_is_ndp(icmp->icmp6_type))
 		return uplink_pass(pkt, CNT_FWD_PASS_NDP);
+	/* A network the control plane has not described: the kernel forwards. */
+	net = network_get(ep->net);
+	if (!net)
+		return uplink_pass(pkt, CNT_FWD_PASS_NOT_LOCAL);
+	/* Its routes may lead elsewhere: the kernel decides, as for any interface. */
+	if (net->uplink != pkt->slot)
+		return uplink_pass(pkt, CNT_FWD_PASS_OTHER_UPLINK);
 	/* The host's firewall must see every forwarded packet. */
 	if (cfg->flags & UPLINK_F_FILTERED)
 		return uplink_pass(pkt, CNT_FWD_PASS_FILTERED);
@@ -181,26 +202,29 @@ static __always_inline enum uplink_action uplink_classify_fwd(struct ethhdr *eth
 	    ip6->nexthdr != IPPROTO_ICMPV6)
 		return uplink_pass(pkt, CNT_FWD_PASS_L4CSUM);
 	pkt->ep = ep;
+	pkt->net = net;
 	return UPLINK_FORWARD;
 }
 
 /*
  * uplink_classify decides what to do with the frame between data and
- * data_end, in the hook given: each job (answering NS, forwarding) is done
+ * data_end, which came in on interface ifindex, in the hook given: each job (answering NS, forwarding) is done
  * by the hook the control plane gave it, and passed on uncounted by the
  * other.
  */
 static __always_inline enum uplink_action uplink_classify(void *data, void *data_end,
-							  enum uplink_hook hook,
+							  __u32 ifindex, enum uplink_hook hook,
 							  struct uplink_pkt *pkt)
 {
 	struct icmp6hdr *icmp = NULL;
 	struct ipv6hdr *ip6;
 	struct ethhdr *eth;
 
-	pkt->cfg = uplink_config_get();
+	pkt->slot = 0;
+	pkt->cfg = uplink_config_for(ifindex, &pkt->slot);
 	if (!pkt->cfg)
-		return uplink_pass(pkt, CNT_PASS_DISABLED);
+		return uplink_pass(pkt, uplink_config_get() ? CNT_PASS_NOT_UPLINK
+							    : CNT_PASS_DISABLED);
 
 	eth = eth_parse(data, data_end);
 	if (!eth)
@@ -268,6 +292,7 @@ static __always_inline int xdp_ndp_reply(struct xdp_md *ctx, const struct uplink
 		return XDP_PASS;
 	}
 	counter_inc(ndp_answered_counter(&pkt->ns));
+	net_stat_inc(pkt->ep->net, ns_answered);
 	/* Back out of the port it came in on. */
 	return XDP_TX;
 }
@@ -275,7 +300,8 @@ static __always_inline int xdp_ndp_reply(struct xdp_md *ctx, const struct uplink
 /*
  * xdp_forward redirects the frame into the endpoint's host-side veth
  * through the devmap; the veth hands it to its peer, the endpoint's eth0.
- * The source MAC is the bridge's: the endpoint knows its router by it.
+ * The source MAC is its network's bridge's: the endpoint knows its router
+ * by it.
  */
 static __always_inline int xdp_forward(struct xdp_md *ctx, const struct uplink_pkt *pkt)
 {
@@ -304,8 +330,9 @@ static __always_inline int xdp_forward(struct xdp_md *ctx, const struct uplink_p
 		counter_inc(CNT_FWD_PASS_NOT_LOCAL);
 		return XDP_PASS;
 	}
-	fwd_route(eth, ip6, ep->mac, pkt->cfg->bridge_mac);
+	fwd_route(eth, ip6, ep->mac, pkt->net->bridge_mac);
 	counter_inc(CNT_FWD_REDIRECTED);
+	net_stat_inc(ep->net, fwd_redirected);
 	/* A miss now (the entry went since the lookup) drops: XDP_ABORTED. */
 	return bpf_redirect_map(&v6dp_devmap, ifindex, 0);
 }
@@ -315,8 +342,8 @@ int xdp_uplink(struct xdp_md *ctx)
 {
 	struct uplink_pkt pkt;
 
-	switch (uplink_classify((void *)(long)ctx->data, (void *)(long)ctx->data_end, HOOK_XDP,
-				&pkt)) {
+	switch (uplink_classify((void *)(long)ctx->data, (void *)(long)ctx->data_end,
+				ctx->ingress_ifindex, HOOK_XDP, &pkt)) {
 	case UPLINK_NDP_REPLY:
 		return xdp_ndp_reply(ctx, &pkt);
 	case UPLINK_FORWARD:
@@ -366,6 +393,7 @@ static __always_inline int tc_ndp_reply(struct __sk_buff *skb, const struct upli
 			bpf_csum_diff((__be32 *)old, sizeof(old),
 				      (__be32 *)(data + sizeof(struct ethhdr)), NDP_NA_L3_LEN, 0));
 	counter_inc(ndp_answered_counter(&pkt->ns));
+	net_stat_inc(pkt->ep->net, ns_answered);
 	/* Egress of the device it came in on (TC_ACT_REDIRECT). */
 	return bpf_redirect(skb->ifindex, 0);
 }
@@ -384,7 +412,11 @@ static __always_inline int tc_ndp_reply(struct __sk_buff *skb, const struct upli
  */
 static __always_inline int tc_forward(struct __sk_buff *skb, const struct uplink_pkt *pkt)
 {
-	return skb_fwd_peer(skb, pkt->ep, pkt->cfg->bridge_mac, false, CNT_FWD_REDIRECTED);
+	int rc = skb_fwd_peer(skb, pkt->ep, pkt->net->bridge_mac, false, CNT_FWD_REDIRECTED);
+
+	if (rc == TC_ACT_REDIRECT)
+		net_stat_inc(pkt->ep->net, fwd_redirected);
+	return rc;
 }
 
 /*
@@ -410,8 +442,8 @@ int tc_uplink(struct __sk_buff *skb)
 		/* A possible NS whole, else the headers forwarding reads. */
 		skb_pull_headers(skb, skb->len <= TC_PULL_MAX ? skb->len : SKB_FWD_HDR_LEN);
 
-	switch (uplink_classify((void *)(long)skb->data, (void *)(long)skb->data_end, HOOK_TC,
-				&pkt)) {
+	switch (uplink_classify((void *)(long)skb->data, (void *)(long)skb->data_end, skb->ifindex,
+				HOOK_TC, &pkt)) {
 	case UPLINK_NDP_REPLY:
 		return tc_ndp_reply(skb, &pkt);
 	case UPLINK_FORWARD:

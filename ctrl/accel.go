@@ -37,22 +37,23 @@ type bpfAccel struct {
 	done      chan struct{}
 }
 
-// Sync orders its steps so that no packet meets half a port: the far
+// Sync orders its steps so that no packet meets half a port: the networks
+// (bridge and router MAC) before the endpoints that refer to them, the far
 // end's XDP before the addresses are forwarded, the addresses and the
 // port's entry before the endpoint program validates sources against them.
 //
-// Endpoints of further networks (--network) are answered for and guarded
-// but not forwarded: the programs know one bridge (its MAC is the routers'
-// MAC the endpoints send to), so bridge and kernel deliver for the others.
+// Endpoints of every network live in the one table; each names its
+// network, whose bridge MAC is the router MAC its endpoints send to and
+// receive from.
 func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
-	errs := []error{b.fwd.refreshBridge()}
-	onBridge := make(map[int]*Endpoint, len(eps))
+	errs := []error{b.fwd.refreshNetworks(eps)}
+	addressed := make(map[int]*Endpoint, len(eps))
 	for idx, ep := range eps {
-		if ep.Bridge == b.fwd.uplink.BridgeIndex && len(ep.Addrs) > 0 {
-			onBridge[idx] = ep
+		if len(ep.Addrs) > 0 {
+			addressed[idx] = ep
 		}
 	}
-	ready, err := b.fwd.prepare(onBridge)
+	ready, err := b.fwd.prepare(addressed)
 	errs = append(errs, err)
 	want := make(map[netip.Addr]loader.Endpoint, len(eps))
 	for idx, ep := range eps {
@@ -167,11 +168,25 @@ func (b *bpfAccel) syncPorts(eps map[int]*Endpoint) error {
 		return err
 	}
 	want, conflicts := portEntries(eps, prev, lls, macs)
+	blocked, err := bridgePortsBlocked()
+	if err != nil {
+		// Unknown: no port may be switched by BPF until it is known.
+		slog.Warn("reading bridge port flags; BPF switches nothing", "err", err)
+	}
 	for idx, p := range want {
-		if ep := eps[int(idx)]; ep != nil && ep.Bridge != 0 && ep.Bridge != b.fwd.uplink.BridgeIndex {
-			p.GuardOnly = true
-			want[idx] = p
+		ep := eps[int(idx)]
+		if ep == nil {
+			continue
 		}
+		n := b.fwd.network(ep.Bridge)
+		if n == nil {
+			// A bridge BPF has no network for: guarded only.
+			p.GuardOnly = true
+		} else {
+			p.Net = n.id
+			p.NoSwitch = n.vlanFiltering || blocked == nil || blocked[int(idx)]
+		}
+		want[idx] = p
 	}
 	seen := make(map[string]bool, len(conflicts))
 	for _, c := range conflicts {
@@ -415,7 +430,6 @@ func vethPeerHasXDP(l netlink.Link, dirs []string) (bool, string) {
 // uplinkConfig is the uplink config for the host and plan.
 func uplinkConfig(r *Resolved, h *Host, plan hookPlan) (loader.UplinkConfig, error) {
 	cfg := loader.UplinkConfig{Router: r.IPForward, NASourceLinkLocal: r.NASource == NASourceLinkLocal,
-		BridgeIndex: h.Bridge.Attrs().Index, BridgeMAC: h.Bridge.Attrs().HardwareAddr,
 		NDPHooks: plan.ndp, ForwardHooks: plan.fwd, XDPL4Pass: plan.l4pass, EgressForward: plan.egress}
 	if h.Uplink == nil {
 		// Guards only: the programs need a MAC to be enabled, never sent.
@@ -453,7 +467,7 @@ func openAccel(r *Resolved, h *Host, j *Journal, plan hookPlan) (*bpfAccel, erro
 		return nil, err
 	}
 	b := &bpfAccel{dp: dp, gateway: r.Gateway}
-	b.fwd = newForwarder(dp, cfg, plan.xdp && plan.native && plan.fwd&loader.HookXDP != 0, r.IPForward)
+	b.fwd = newForwarder(dp, cfg, h.Bridge.Attrs().Index, plan.xdp && plan.native && plan.fwd&loader.HookXDP != 0, r.IPForward)
 	uplink := ""
 	if h.Uplink != nil {
 		uplink = h.Uplink.Attrs().Name

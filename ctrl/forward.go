@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 
 	"github.com/v6dp/v6dp/loader"
 )
@@ -26,9 +29,9 @@ type forwarder struct {
 	// enabled: BPF forwards at all (--ip-forward and a dataplane with a
 	// forwarding job). Without it the port programs only guard.
 	enabled bool
-	// mu guards uplink and policy: the watcher rewrites the config when
-	// the host's forwarding or firewall changes, the daemon when the
-	// bridge does.
+	// mu guards uplink, policy and the networks: the watcher rewrites
+	// the config when the host's forwarding or firewall changes, the
+	// daemon when the bridge does.
 	mu sync.Mutex
 	// uplink is the config as the dataplane plan and the daemon want it;
 	// policy, the host's, is applied over it when it is written.
@@ -40,19 +43,44 @@ type forwarder struct {
 	// ports holds the ports whose endpoint program this daemon attached
 	// or adopted, by host-side ifindex.
 	ports map[int]bool
-	// seenBridges are the bridges of the endpoints of other networks.
+	// seenBridges are the bridges of the endpoints of every network seen.
 	seenBridges map[int]bool
-	// bridgeMTU caps every endpoint's MTU: the kernel sends Packet Too
-	// Big for the bridge's MTU, so BPF must pass anything larger to it.
-	bridgeMTU int
+	// firstBridge is the first network's bridge (--bridge): network 0.
+	firstBridge int
+	// nets are the networks of the endpoints synced last, by bridge
+	// ifindex; ids keeps each bridge's network id while the daemon runs
+	// (and adopts the ids a previous run pinned).
+	nets map[int]*fwdNetwork
+	ids  map[int]uint32
 }
 
-func newForwarder(dp *loader.Dataplane, uplink loader.UplinkConfig, peerXDP, enabled bool) *forwarder {
+// fwdNetwork is one network (bridge) as BPF forwards for it.
+type fwdNetwork struct {
+	id  uint32
+	mac net.HardwareAddr
+	// mtu caps its endpoints' MTU: the kernel sends Packet Too Big for
+	// the bridge's MTU, so BPF must pass anything larger to it.
+	mtu int
+	// vlanFiltering: the bridge filters VLANs, so it decides which ports
+	// reach each other; BPF switches nothing between them.
+	vlanFiltering bool
+}
+
+func newForwarder(dp *loader.Dataplane, uplink loader.UplinkConfig, bridge int, peerXDP, enabled bool) *forwarder {
 	enabled = enabled && (uplink.ForwardHooks != 0 || uplink.EgressForward)
-	f := &forwarder{dp: dp, uplink: uplink, enabled: enabled, peerXDP: peerXDP,
-		ports: map[int]bool{}, seenBridges: map[int]bool{}}
+	f := &forwarder{dp: dp, uplink: uplink, enabled: enabled, peerXDP: peerXDP, firstBridge: bridge,
+		ports: map[int]bool{}, seenBridges: map[int]bool{}, nets: map[int]*fwdNetwork{}, ids: map[int]uint32{}}
+	// The ids the pinned endpoints and ports refer to, until rewritten.
+	if pinned, err := dp.Networks(); err == nil {
+		for id, n := range pinned {
+			if id != 0 && n.BridgeIndex != bridge {
+				f.ids[n.BridgeIndex] = id
+			}
+		}
+	}
+	f.ids[bridge] = 0
 	if enabled {
-		if err := pinBridgeMAC(uplink.BridgeIndex); err != nil {
+		if err := pinBridgeMAC(bridge); err != nil {
 			slog.Warn("fixing the bridge MAC", "err", err)
 		}
 	}
@@ -79,29 +107,99 @@ func pinBridgeMAC(index int) error {
 	return netlink.LinkSetHardwareAddr(br, br.Attrs().HardwareAddr)
 }
 
-// refreshBridge rewrites the uplink config when the bridge's MAC changed
-// (a bridge without a fixed MAC takes the lowest of its ports') and reads
-// its MTU.
-func (f *forwarder) refreshBridge() error {
-	br, err := netlink.LinkByIndex(f.uplink.BridgeIndex)
-	if err != nil {
-		return fmt.Errorf("bridge: %w", err)
-	}
-	f.bridgeMTU = br.Attrs().MTU
-	mac := br.Attrs().HardwareAddr
+// refreshNetworks reads the bridges of the first network and of the
+// endpoints (MAC, MTU, VLAN filtering) and writes the networks map: one
+// id per bridge, 0 for the first. A bridge without a fixed MAC takes the
+// lowest of its ports', so its MAC is followed here at every sync.
+func (f *forwarder) refreshNetworks(eps map[int]*Endpoint) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if bytes.Equal(mac, f.uplink.BridgeMAC) {
-		return nil
+	bridges := map[int]bool{f.firstBridge: true}
+	for _, ep := range eps {
+		if ep.Bridge != 0 {
+			bridges[ep.Bridge] = true
+		}
 	}
-	cfg := f.uplink
-	cfg.BridgeMAC = mac
-	if err := f.write(cfg, f.policy); err != nil {
-		return err
+	var errs []error
+	nets := make(map[int]*fwdNetwork, len(bridges))
+	for idx := range bridges {
+		l, err := netlink.LinkByIndex(idx)
+		if err != nil {
+			if idx == f.firstBridge {
+				errs = append(errs, fmt.Errorf("bridge: %w", err))
+			}
+			continue
+		}
+		n := &fwdNetwork{mac: l.Attrs().HardwareAddr, mtu: l.Attrs().MTU}
+		if br, ok := l.(*netlink.Bridge); ok && br.VlanFiltering != nil {
+			n.vlanFiltering = *br.VlanFiltering
+		}
+		if len(n.mac) != 6 {
+			continue
+		}
+		if old := f.nets[idx]; old != nil && !bytes.Equal(old.mac, n.mac) {
+			slog.Info("bridge MAC changed", "bridge", l.Attrs().Name, "old", old.mac.String(), "new", n.mac.String())
+		}
+		nets[idx] = n
 	}
-	slog.Info("bridge MAC changed", "old", f.uplink.BridgeMAC.String(), "new", mac.String())
-	f.uplink = cfg
-	return nil
+	// Ids: kept for bridges still here, the lowest free one for new ones.
+	taken := map[uint32]bool{}
+	for idx, id := range f.ids {
+		if nets[idx] == nil && idx != f.firstBridge {
+			delete(f.ids, idx)
+			continue
+		}
+		taken[id] = true
+	}
+	want := make(map[uint32]loader.Network, len(nets))
+	next := uint32(1)
+	for idx, n := range nets {
+		id, ok := f.ids[idx]
+		if !ok {
+			for taken[next] {
+				next++
+			}
+			if next >= uint32(loader.MaxNetworks) {
+				errs = append(errs, fmt.Errorf("bridge ifindex %d: more than %d networks; its endpoints are forwarded by the kernel", idx, loader.MaxNetworks))
+				delete(nets, idx)
+				continue
+			}
+			id = next
+			taken[id] = true
+			f.ids[idx] = id
+		}
+		n.id = id
+		want[id] = loader.Network{BridgeIndex: idx, BridgeMAC: n.mac}
+	}
+	f.nets = nets
+	return errors.Join(append(errs, f.dp.SyncNetworks(want))...)
+}
+
+// network returns the network of a bridge, nil if BPF has none for it.
+func (f *forwarder) network(bridge int) *fwdNetwork {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if bridge == 0 {
+		bridge = f.firstBridge
+	}
+	return f.nets[bridge]
+}
+
+// setFirstBridge takes up a re-created first bridge: network 0.
+func (f *forwarder) setFirstBridge(idx int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if idx == f.firstBridge {
+		return
+	}
+	delete(f.ids, f.firstBridge)
+	for b, id := range f.ids {
+		if id == 0 {
+			delete(f.ids, b)
+		}
+	}
+	f.firstBridge = idx
+	f.ids[idx] = 0
 }
 
 // setPolicy applies the host's forwarding and firewall state to the
@@ -149,8 +247,14 @@ func (f *forwarder) write(cfg loader.UplinkConfig, p hostPolicy) error {
 func (f *forwarder) endpoint(ep *Endpoint, a netip.Addr, ready bool) loader.Endpoint {
 	e := loader.Endpoint{Addr: a, Ifindex: uint32(ep.HostIndex), MAC: ep.MAC, HostMAC: ep.HostMAC,
 		MTU: uint32(ep.MTU), Flags: loader.EndpointProxy}
-	if f.bridgeMTU > 0 && f.bridgeMTU < ep.MTU {
-		e.MTU = uint32(f.bridgeMTU)
+	n := f.network(ep.Bridge)
+	if n == nil {
+		// No network entry: answered, and forwarded by the kernel.
+		return e
+	}
+	e.Net = n.id
+	if n.mtu > 0 && n.mtu < ep.MTU {
+		e.MTU = uint32(n.mtu)
 	}
 	if ready {
 		e.Flags |= loader.EndpointForward
@@ -242,11 +346,11 @@ func (f *forwarder) attach(eps map[int]*Endpoint) error {
 }
 
 // bridges returns the ifindexes of the bridges whose ports are guarded:
-// the one BPF forwards for and those of every other network seen.
+// the first network's and those of every other network seen.
 func (f *forwarder) bridges() []int {
-	out := []int{f.uplink.BridgeIndex}
+	out := []int{f.firstBridge}
 	for idx := range f.seenBridges {
-		if idx != f.uplink.BridgeIndex {
+		if idx != f.firstBridge {
 			out = append(out, idx)
 		}
 	}
@@ -303,4 +407,44 @@ func (b *bpfAccel) watch(ctx context.Context, uplink string) {
 			slog.Warn("applying the host policy", "err", err)
 		}
 	}
+}
+
+// bridgePortsBlocked returns the bridge ports, by ifindex, that the bridge
+// itself keeps from reaching other ports: isolated ports (which reach only
+// non-isolated ones) and locked ports (whose frames pass only from MACs the
+// bridge has authorised). BPF must not switch their frames; the bridge
+// decides. One dump of every bridge port (AF_BRIDGE), not one per port.
+func bridgePortsBlocked() (map[int]bool, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+	req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, fmt.Errorf("dumping bridge ports: %w", err)
+	}
+	out := map[int]bool{}
+	for _, m := range msgs {
+		info := nl.DeserializeIfInfomsg(m)
+		attrs, err := nl.ParseRouteAttr(m[info.Len():])
+		if err != nil {
+			return nil, fmt.Errorf("parsing bridge port %d: %w", info.Index, err)
+		}
+		for _, a := range attrs {
+			if a.Attr.Type != unix.IFLA_PROTINFO|unix.NLA_F_NESTED {
+				continue
+			}
+			flags, err := nl.ParseRouteAttr(a.Value)
+			if err != nil {
+				return nil, fmt.Errorf("parsing bridge port %d: %w", info.Index, err)
+			}
+			for _, f := range flags {
+				switch f.Attr.Type {
+				case nl.IFLA_BRPORT_ISOLATED, nl.IFLA_BRPORT_LOCKED:
+					if len(f.Value) > 0 && f.Value[0] != 0 {
+						out[int(info.Index)] = true
+					}
+				}
+			}
+		}
+	}
+	return out, nil
 }

@@ -3,6 +3,7 @@ package ctrl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/vishvananda/netlink"
 
 	"github.com/v6dp/v6dp/loader"
 )
@@ -27,6 +29,7 @@ type metrics struct {
 	cluster   atomic.Pointer[cluster] // nil without a cluster layout
 
 	packets       *prometheus.Desc
+	netPackets    *prometheus.Desc
 	live          *prometheus.Desc
 	ports         *prometheus.Desc
 	conflictsDesc *prometheus.Desc
@@ -39,6 +42,8 @@ func newMetrics(pinDir, dataplane string) *metrics {
 		dataplane: dataplane,
 		packets: prometheus.NewDesc("v6dp_bpf_packets_total",
 			"Packets seen by the BPF programs, by verdict.", []string{"verdict"}, nil),
+		netPackets: prometheus.NewDesc("v6dp_network_packets_total",
+			"Packets of each network's endpoints through BPF, by bridge and what happened.", []string{"bridge", "what"}, nil),
 		live: prometheus.NewDesc("v6dp_endpoint_addresses",
 			"Live endpoint addresses answered for on the uplink.", nil, nil),
 		ports: prometheus.NewDesc("v6dp_endpoints",
@@ -52,6 +57,7 @@ func newMetrics(pinDir, dataplane string) *metrics {
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.packets
+	ch <- m.netPackets
 	ch <- m.live
 	ch <- m.ports
 	ch <- m.conflictsDesc
@@ -74,6 +80,21 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for name, v := range counters {
 		ch <- prometheus.MustNewConstMetric(m.packets, prometheus.CounterValue, float64(v), name)
+	}
+	nets, err := loader.ReadPinnedNetworks(m.pinDir)
+	if err != nil {
+		return
+	}
+	for idx, n := range nets {
+		bridge := fmt.Sprint(idx)
+		if l, err := netlink.LinkByIndex(idx); err == nil {
+			bridge = l.Attrs().Name
+		}
+		c := n.Stats
+		for what, v := range map[string]uint64{"ns_answered": c.NSAnswered, "fwd_redirected": c.FwdRedirected,
+			"egress_local": c.EgressLocal, "egress_fib": c.EgressFIB, "egress_drop": c.EgressDrop} {
+			ch <- prometheus.MustNewConstMetric(m.netPackets, prometheus.CounterValue, float64(v), bridge, what)
+		}
 	}
 }
 

@@ -310,9 +310,7 @@ func (o *ops) follow(h *Host) (rescan bool) {
 					h.Bridge = br
 				}
 			}
-			cfg := bpf.fwd.uplinkConfig()
-			cfg.BridgeIndex, cfg.BridgeMAC = h.Bridge.Attrs().Index, h.Bridge.Attrs().HardwareAddr
-			o.setUplinkConfig(bpf, cfg)
+			bpf.fwd.setFirstBridge(h.Bridge.Attrs().Index)
 		}
 		rescan = true
 	}

@@ -22,6 +22,17 @@ type NetworkReport struct {
 	Exists    bool   `json:"exists"`
 	Endpoints int    `json:"endpoints"`
 	Addresses int    `json:"addresses"`
+	// BPF is the network as the BPF maps hold it (nil: not in them, so
+	// the kernel forwards for it): its id, router MAC and packet counts.
+	BPF *NetworkBPF `json:"bpf,omitempty"`
+}
+
+// NetworkBPF is one network in the BPF maps.
+type NetworkBPF struct {
+	ID        uint32          `json:"id"`
+	RouterMAC string          `json:"router_mac"`
+	Uplink    uint32          `json:"uplink_slot"`
+	Counts    loader.NetStats `json:"counts"`
 }
 
 // EndpointReport is one endpoint as `v6dp endpoints` shows it.
@@ -169,6 +180,7 @@ func Report(r *Resolved) (*StatusReport, error) {
 		}
 	}
 	rep.ProxyEntries = len(proxies)
+	pinnedNets, _ := loader.ReadPinnedNetworks(r.PinDir)
 	inBPF, counters := bpfView(r.PinDir)
 	rep.BPFEntries, rep.Counters = len(inBPF), counters
 	owned := map[string]bool{}
@@ -183,6 +195,11 @@ func Report(r *Resolved) (*StatusReport, error) {
 		d := &Discoverer{Bridge: n.Bridge, Prefix: n.Prefix, Dirs: r.NetnsDirs, Rules: n.Rules(r.MaxAddrsPerPort)}
 		d.Rules.Reserved = own
 		nr := NetworkReport{Bridge: n.Bridge, Prefix: n.Prefix.String(), Engine: n.Engine, Found: n.Found}
+		if br, err := netlink.LinkByName(n.Bridge); err == nil {
+			if p, ok := pinnedNets[br.Attrs().Index]; ok {
+				nr.BPF = &NetworkBPF{ID: p.ID, RouterMAC: p.Network.BridgeMAC.String(), Uplink: p.Network.Uplink, Counts: p.Stats}
+			}
+		}
 		found, err := d.Scan()
 		var nf netlink.LinkNotFoundError
 		switch {

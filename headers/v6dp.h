@@ -26,6 +26,8 @@ struct endpoint_info {
 	__u8 host_mac[6];
 	/* MTU of the endpoint's link; larger packets go to the kernel. */
 	__u32 mtu;
+	/* The endpoint's network: index into v6dp_networks and v6dp_net_stats. */
+	__u32 net;
 };
 
 /* endpoint_info.flags bits (an enum so that bpf2go generates them for Go). */
@@ -36,7 +38,21 @@ enum endpoint_flags {
 	ENDPOINT_F_FORWARD = 1U << 1,
 };
 
-/* Per-uplink settings, one entry (key 0) in the uplink_config array. */
+/* Sizes of the per-network and per-uplink maps (an enum for bpf2go). */
+enum v6dp_limits {
+	/* Networks (bridge, prefix) one daemon serves: ids 0 to this minus one. */
+	V6DP_MAX_NETWORKS = 256,
+	/* Uplinks: slots of v6dp_uplink_cfg. */
+	V6DP_MAX_UPLINKS = 8,
+};
+
+/*
+ * Per-uplink settings, one slot of the v6dp_uplink_cfg array per uplink.
+ * The uplink programs find their slot by the interface a frame came in on;
+ * the port program uses the slot of its network's uplink. Slot 0 always
+ * holds a config (the first network's uplink, or its bridge when the
+ * daemon has no uplink): the port program's guards run on it.
+ */
 struct uplink_config {
 	/* Interface the programs are attached to. */
 	__u32 ifindex;
@@ -47,16 +63,6 @@ struct uplink_config {
 	__u8 pad[2];
 	/* Link-local address of the uplink, the NA source with UPLINK_F_NA_SRC_LL. */
 	__u8 link_local[16];
-	/*
-	 * The bridge the endpoints hang off. Its MAC is the endpoints' router
-	 * MAC (the owner of their gateway fe80::1): frames sent to it are
-	 * routed, and routed deliveries carry it as source. Its ifindex is
-	 * the ingress interface of the FIB lookup for endpoint egress, as the
-	 * kernel sees routed endpoint traffic arrive on the bridge.
-	 */
-	__u32 bridge_ifindex;
-	__u8 bridge_mac[6];
-	__u8 pad2[2];
 	/*
 	 * Until when (CLOCK_MONOTONIC_COARSE, ns) the host policy the control
 	 * plane last read holds: the daemon renews it every second. Past it
@@ -107,6 +113,53 @@ enum uplink_flags {
 };
 
 /*
+ * One network (a bridge and its prefix), by id (the v6dp_networks array):
+ * what BPF needs to forward for its endpoints.
+ */
+struct network_info {
+	/*
+	 * The network's bridge. Its MAC is the endpoints' router MAC (the
+	 * owner of their gateway): frames sent to it are routed, and routed
+	 * deliveries carry it as source. Its ifindex is the ingress interface
+	 * of the FIB lookup for endpoint egress, as the kernel sees routed
+	 * endpoint traffic arrive on the bridge.
+	 */
+	__u32 bridge_ifindex;
+	/* The slot of the network's uplink in v6dp_uplink_cfg. */
+	__u32 uplink;
+	__u8 bridge_mac[6];
+	/* NETWORK_F_* bits. */
+	__u16 flags;
+};
+
+/* network_info.flags bits. */
+enum network_flags {
+	/*
+	 * The entry is complete: BPF may forward for the network. Without it
+	 * (an id the control plane has not written) the kernel forwards.
+	 */
+	NETWORK_F_ENABLED = 1U << 0,
+};
+
+/*
+ * Per-network packet counts (the v6dp_net_stats per-CPU array, by network
+ * id): what each network's endpoints got and sent through BPF. The verdict
+ * counters (enum counter_id) say why; these say for whom.
+ */
+struct net_stats {
+	/* NS for the network's endpoints answered on the uplink. */
+	__u64 ns_answered;
+	/* Packets from the uplink delivered to its endpoints. */
+	__u64 fwd_redirected;
+	/* Packets from its endpoints delivered to local endpoints. */
+	__u64 egress_local;
+	/* Packets from its endpoints sent out of the uplink. */
+	__u64 egress_fib;
+	/* Frames from its endpoints' ports dropped by the port guards. */
+	__u64 egress_drop;
+};
+
+/*
  * Per-port settings, keyed by the host-side veth's ifindex (the
  * v6dp_ports map): what an endpoint may send. A port without an entry
  * sends no IPv6 at all (default deny) except DAD and MLD from ::.
@@ -119,6 +172,8 @@ struct port_info {
 	__u8 link_local[16];
 	/* PORT_F_* bits. */
 	__u32 flags;
+	/* The port's network (its bridge's): index into v6dp_networks. */
+	__u32 net;
 };
 
 /* port_info.flags bits. */
@@ -126,10 +181,16 @@ enum port_flags {
 	/* link_local is valid. */
 	PORT_F_LL = 1U << 0,
 	/*
-	 * The port is on another bridge than the one the programs forward
-	 * for (a further --network): guarded, then left to bridge and kernel.
+	 * Guarded, then left to bridge and kernel: BPF delivers nothing the
+	 * port sends (its network is not forwarded in BPF).
 	 */
 	PORT_F_GUARD_ONLY = 1U << 1,
+	/*
+	 * The bridge keeps this port from reaching others itself (an isolated
+	 * or locked port, VLAN filtering): BPF never switches its frames to
+	 * another port, the bridge decides.
+	 */
+	PORT_F_NO_SWITCH = 1U << 2,
 };
 
 /*
@@ -203,6 +264,9 @@ enum counter_id {
 	CNT_EGRESS_DROP_UNSPEC,	    /* from :: but not DAD, RS or an MLD report */
 	CNT_FWD_PASS_STALE, /* no daemon has confirmed the host policy lately: the kernel forwards
 			     */
+	CNT_NS_OTHER_UPLINK,	   /* NS for an endpoint whose network is on another uplink */
+	CNT_FWD_PASS_OTHER_UPLINK, /* for an endpoint whose network is on another uplink */
+	CNT_PASS_NOT_UPLINK,	   /* frame on an interface with no uplink config slot */
 	CNT_MAX,
 };
 

@@ -55,7 +55,10 @@ const (
 	egressCounterIdCNT_EGRESS_DROP_TRUNCATED  egressCounterId = 36
 	egressCounterIdCNT_EGRESS_DROP_UNSPEC     egressCounterId = 37
 	egressCounterIdCNT_FWD_PASS_STALE         egressCounterId = 38
-	egressCounterIdCNT_MAX                    egressCounterId = 39
+	egressCounterIdCNT_NS_OTHER_UPLINK        egressCounterId = 39
+	egressCounterIdCNT_FWD_PASS_OTHER_UPLINK  egressCounterId = 40
+	egressCounterIdCNT_PASS_NOT_UPLINK        egressCounterId = 41
+	egressCounterIdCNT_MAX                    egressCounterId = 42
 )
 
 type egressEndpointInfo struct {
@@ -65,11 +68,29 @@ type egressEndpointInfo struct {
 	Mac     [6]uint8
 	HostMac [6]uint8
 	Mtu     uint32
+	Net     uint32
 }
 
 type egressEndpointKey struct {
 	_    structs.HostLayout
 	Addr [16]uint8
+}
+
+type egressNetStats struct {
+	_             structs.HostLayout
+	NsAnswered    uint64
+	FwdRedirected uint64
+	EgressLocal   uint64
+	EgressFib     uint64
+	EgressDrop    uint64
+}
+
+type egressNetworkInfo struct {
+	_             structs.HostLayout
+	BridgeIfindex uint32
+	Uplink        uint32
+	BridgeMac     [6]uint8
+	Flags         uint16
 }
 
 type egressNsBucket struct {
@@ -97,6 +118,7 @@ type egressPortInfo struct {
 	Pad       [2]uint8
 	LinkLocal [16]uint8
 	Flags     uint32
+	Net       uint32
 }
 
 type egressUplinkConfig struct {
@@ -106,10 +128,6 @@ type egressUplinkConfig struct {
 	Mac           [6]uint8
 	Pad           [2]uint8
 	LinkLocal     [16]uint8
-	BridgeIfindex uint32
-	BridgeMac     [6]uint8
-	Pad2          [2]uint8
-	_             [4]byte
 	PolicyUntilNs uint64
 }
 
@@ -120,6 +138,8 @@ const (
 	egressMapV6dpCounters  = "v6dp_counters"
 	egressMapV6dpDevmap    = "v6dp_devmap"
 	egressMapV6dpEndpoints = "v6dp_endpoints"
+	egressMapV6dpNetStats  = "v6dp_net_stats"
+	egressMapV6dpNetworks  = "v6dp_networks"
 	egressMapV6dpNsGlobal  = "v6dp_ns_global"
 	egressMapV6dpNsLimit   = "v6dp_ns_limit"
 	egressMapV6dpNsSources = "v6dp_ns_sources"
@@ -180,6 +200,8 @@ type egressMapSpecs struct {
 	V6dpCounters  *ebpf.MapSpec `ebpf:"v6dp_counters"`
 	V6dpDevmap    *ebpf.MapSpec `ebpf:"v6dp_devmap"`
 	V6dpEndpoints *ebpf.MapSpec `ebpf:"v6dp_endpoints"`
+	V6dpNetStats  *ebpf.MapSpec `ebpf:"v6dp_net_stats"`
+	V6dpNetworks  *ebpf.MapSpec `ebpf:"v6dp_networks"`
 	V6dpNsGlobal  *ebpf.MapSpec `ebpf:"v6dp_ns_global"`
 	V6dpNsLimit   *ebpf.MapSpec `ebpf:"v6dp_ns_limit"`
 	V6dpNsSources *ebpf.MapSpec `ebpf:"v6dp_ns_sources"`
@@ -216,6 +238,8 @@ type egressMaps struct {
 	V6dpCounters  *ebpf.Map `ebpf:"v6dp_counters"`
 	V6dpDevmap    *ebpf.Map `ebpf:"v6dp_devmap"`
 	V6dpEndpoints *ebpf.Map `ebpf:"v6dp_endpoints"`
+	V6dpNetStats  *ebpf.Map `ebpf:"v6dp_net_stats"`
+	V6dpNetworks  *ebpf.Map `ebpf:"v6dp_networks"`
 	V6dpNsGlobal  *ebpf.Map `ebpf:"v6dp_ns_global"`
 	V6dpNsLimit   *ebpf.Map `ebpf:"v6dp_ns_limit"`
 	V6dpNsSources *ebpf.Map `ebpf:"v6dp_ns_sources"`
@@ -228,6 +252,8 @@ func (m *egressMaps) Close() error {
 		m.V6dpCounters,
 		m.V6dpDevmap,
 		m.V6dpEndpoints,
+		m.V6dpNetStats,
+		m.V6dpNetworks,
 		m.V6dpNsGlobal,
 		m.V6dpNsLimit,
 		m.V6dpNsSources,

@@ -42,6 +42,11 @@ var (
 // fwdUplinkIndex is up0's ifindex in fwdNetns.
 var fwdUplinkIndex = 2
 
+// suiteUplinkIndex is the uplink ifindex the running suite needs in the
+// config: the interface a test run's frame comes in on (lo, 1) for the
+// uplink programs, up0 (the FIB's output interface) for the port program.
+var suiteUplinkIndex = 2
+
 const (
 	xdpDrop     = 1
 	xdpRedirect = 4
@@ -114,14 +119,19 @@ func newForwardDataplane(t testing.TB) *Dataplane {
 	if err := d.SyncPorts(map[uint32]Port{1: {MAC: epAMAC, LinkLocal: epALL}}); err != nil {
 		t.Fatal(err)
 	}
+	if err := d.SetNetwork(0, testNetwork()); err != nil {
+		t.Fatal(err)
+	}
 	return d
 }
 
+// testNetwork is network 0 of the forwarding fixtures: its bridge is lo,
+// where the FIB sees routed endpoint traffic arrive.
+func testNetwork() Network { return Network{BridgeIndex: 1, BridgeMAC: bridgeMAC} }
+
 func forwardUplink() UplinkConfig {
 	c := testUplink()
-	c.Ifindex = fwdUplinkIndex
-	c.BridgeIndex = 1
-	c.BridgeMAC = bridgeMAC
+	c.Ifindex = suiteUplinkIndex
 	return c
 }
 
@@ -177,6 +187,8 @@ type fwdCase struct {
 	counter string
 	// setup runs before the case, undo after it.
 	setup, undo func(*Dataplane) error
+	// nets, if not nil, are the per-network counts the case must add.
+	nets map[uint32]NetStats
 }
 
 // fromRouter is what arrives on the uplink for dst.
@@ -304,6 +316,10 @@ func checkCase(d *Dataplane, prog *ebpf.Program, c fwdCase) error {
 	if err != nil {
 		return err
 	}
+	netsBefore, err := d.NetStats()
+	if err != nil {
+		return err
+	}
 	ret, out, err := runIn(prog, c.in)
 	if err != nil {
 		return err
@@ -312,7 +328,16 @@ func checkCase(d *Dataplane, prog *ebpf.Program, c fwdCase) error {
 	if err != nil {
 		return err
 	}
+	netsAfter, err := d.NetStats()
+	if err != nil {
+		return err
+	}
 	var errs []string
+	if c.nets != nil {
+		if diff := cmp.Diff(c.nets, netStatsDelta(netsBefore, netsAfter)); diff != "" {
+			errs = append(errs, "per-network counts (-want +got):\n"+diff)
+		}
+	}
 	// No counter: the frame is another hook's job, which counts it.
 	wantCounters := map[string]uint64{}
 	if c.counter != "" {
@@ -361,6 +386,13 @@ func runSuites(t *testing.T, ns netns.NsHandle, d *Dataplane, suites []caseSuite
 	t.Helper()
 	err := in(t, ns, func() error {
 		for _, s := range suites {
+			suiteUplinkIndex = fwdUplinkIndex
+			if s.prog.Type() == ebpf.XDP || s.prog == d.objs.TcUplink {
+				suiteUplinkIndex = 1
+			}
+			if err := d.SetUplink(forwardUplink()); err != nil {
+				return err
+			}
 			for _, c := range s.cases {
 				if err := checkCase(d, s.prog, c); err != nil {
 					t.Errorf("%s/%s: %v", s.name, c.name, err)

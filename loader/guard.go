@@ -19,8 +19,14 @@ import (
 type Port struct {
 	MAC       net.HardwareAddr
 	LinkLocal netip.Addr // invalid until learned
-	// GuardOnly: the port is on a bridge BPF does not forward for.
+	// GuardOnly: BPF delivers nothing the port sends (it only guards).
 	GuardOnly bool
+	// NoSwitch: the bridge keeps the port from reaching other ports
+	// itself (isolated, locked, VLAN filtering): BPF never switches its
+	// frames to another port.
+	NoSwitch bool
+	// Net is the port's network id (see Network).
+	Net uint32
 }
 
 func portValue(p Port) (uplinkPortInfo, error) {
@@ -39,6 +45,13 @@ func portValue(p Port) (uplinkPortInfo, error) {
 	if p.GuardOnly {
 		v.Flags |= uint32(uplinkPortFlagsPORT_F_GUARD_ONLY)
 	}
+	if p.NoSwitch {
+		v.Flags |= uint32(uplinkPortFlagsPORT_F_NO_SWITCH)
+	}
+	if p.Net >= uint32(MaxNetworks) {
+		return v, fmt.Errorf("port network %d: at most %d networks", p.Net, MaxNetworks)
+	}
+	v.Net = p.Net
 	return v, nil
 }
 
@@ -56,6 +69,8 @@ func (d *Dataplane) GuardedPorts() (map[uint32]Port, error) {
 			p.LinkLocal = netip.AddrFrom16(v.LinkLocal)
 		}
 		p.GuardOnly = v.Flags&uint32(uplinkPortFlagsPORT_F_GUARD_ONLY) != 0
+		p.NoSwitch = v.Flags&uint32(uplinkPortFlagsPORT_F_NO_SWITCH) != 0
+		p.Net = v.Net
 		out[k] = p
 	}
 	if err := it.Err(); err != nil {

@@ -17,6 +17,7 @@ func guardEgressCases() []fwdCase {
 		return f
 	}
 	lla := func(typ uint8, mac net.HardwareAddr) []byte { return append([]byte{typ, 1}, mac...) }
+	nonce := []byte{14, 1, 0xde, 0xad, 0xbe, 0xef, 0, 1}
 	naBody := func(target netip.Addr, opts ...[]byte) []byte {
 		b := append([]byte{0x20, 0, 0, 0}, target.AsSlice()...)
 		for _, o := range opts {
@@ -92,6 +93,17 @@ func guardEgressCases() []fwdCase {
 		{name: ":: UDP to mDNS behind hop-by-hop", in: unspec(protoHopOpt, append([]byte{protoUDP, 0, 1, 4, 0, 0, 0, 0}, udp(8)...), mdns, mdnsMAC),
 			verdict: tcShot, counter: "egress_drop_unspec"},
 		{name: ":: Packet Too Big", in: unspec(protoICMPv6, icmpMsg(unspecified, epB, 2, make([]byte, 52)), epB, epBMAC),
+			verdict: tcShot, counter: "egress_drop_unspec"},
+		// Linux probes with a Nonce option (RFC 7527, enhanced_dad=1 by default).
+		{name: ":: DAD NS with a nonce", in: unspec(protoICMPv6, icmpMsg(unspecified, epGroup, 135, nsBody(epA, nonce)), epGroup, epGroupMAC),
+			verdict: tcNext, counter: "egress_pass"},
+		{name: ":: DAD NS with two nonces", in: unspec(protoICMPv6, icmpMsg(unspecified, epGroup, 135, nsBody(epA, nonce, nonce)), epGroup, epGroupMAC),
+			verdict: tcNext, counter: "egress_pass"},
+		{name: ":: DAD NS with three nonces", in: unspec(protoICMPv6, icmpMsg(unspecified, epGroup, 135, nsBody(epA, nonce, nonce, nonce)), epGroup, epGroupMAC),
+			verdict: tcShot, counter: "egress_drop_unspec"},
+		{name: ":: DAD NS with a nonce and an SLLA", in: unspec(protoICMPv6, icmpMsg(unspecified, epGroup, 135, nsBody(epA, nonce, lla(1, epAMAC))), epGroup, epGroupMAC),
+			verdict: tcShot, counter: "egress_drop_unspec"},
+		{name: ":: DAD NS with a zero-length option", in: unspec(protoICMPv6, icmpMsg(unspecified, epGroup, 135, nsBody(epA, []byte{14, 0, 1, 2, 3, 4, 5, 6})), epGroup, epGroupMAC),
 			verdict: tcShot, counter: "egress_drop_unspec"},
 		{name: ":: DAD NS with an SLLA option", in: unspec(protoICMPv6, icmpMsg(unspecified, epGroup, 135, nsBody(epA, lla(1, epAMAC))), epGroup, epGroupMAC),
 			verdict: tcShot, counter: "egress_drop_unspec"},

@@ -59,6 +59,37 @@ type Endpoint struct {
 	MTU          uint32
 	// Flags are EndpointProxy and EndpointForward bits.
 	Flags uint32
+	// Net is the endpoint's network id (see Network).
+	Net uint32
+}
+
+// Limits of the per-network and per-uplink maps.
+const (
+	// MaxNetworks is the number of network ids, 0 to MaxNetworks-1.
+	MaxNetworks = int(uplinkV6dpLimitsV6DP_MAX_NETWORKS)
+	// MaxUplinks is the number of uplink slots.
+	MaxUplinks = int(uplinkV6dpLimitsV6DP_MAX_UPLINKS)
+)
+
+// Network is one bridge and its prefix as BPF forwards for it, by id.
+type Network struct {
+	// BridgeIndex and BridgeMAC: the bridge the network's endpoints hang
+	// off. Its MAC is their router's (their gateway lives on it), the
+	// source of routed deliveries; its index is where the kernel sees
+	// routed endpoint traffic arrive.
+	BridgeIndex int
+	BridgeMAC   net.HardwareAddr
+	// Uplink is the slot of the network's uplink (see SetUplinkAt).
+	Uplink uint32
+}
+
+// NetStats are one network's packet counts (struct net_stats).
+type NetStats struct {
+	NSAnswered    uint64 `json:"ns_answered"`
+	FwdRedirected uint64 `json:"fwd_redirected"`
+	EgressLocal   uint64 `json:"egress_local"`
+	EgressFIB     uint64 `json:"egress_fib"`
+	EgressDrop    uint64 `json:"egress_drop"`
 }
 
 // UplinkConfig is what the uplink programs need to answer.
@@ -72,12 +103,6 @@ type UplinkConfig struct {
 	Router bool
 	// NASourceLinkLocal sources answers from LinkLocal instead of the target.
 	NASourceLinkLocal bool
-	// BridgeIndex and BridgeMAC describe the bridge the endpoints hang
-	// off: its MAC is their router's (fe80::1 lives on it), the source of
-	// forwarded deliveries; its index is where the kernel sees routed
-	// endpoint traffic arrive. Forwarding needs both.
-	BridgeIndex int
-	BridgeMAC   net.HardwareAddr
 	// NDPHooks and ForwardHooks say which programs do each job: auto puts
 	// each job on one hook (XDP answers, TC forwards); none leaves the
 	// job to the kernel. A program without a job passes its frames on.
@@ -177,6 +202,8 @@ func Open(pinDir string) (*Dataplane, error) {
 		"v6dp_ns_limit":   d.objs.V6dpNsLimit,
 		"v6dp_ns_sources": d.objs.V6dpNsSources,
 		"v6dp_ns_global":  d.objs.V6dpNsGlobal,
+		"v6dp_networks":   d.objs.V6dpNetworks,
+		"v6dp_net_stats":  d.objs.V6dpNetStats,
 	}}
 	if err := egress.LoadAndAssign(&d.egress, eopts); err != nil {
 		d.objs.Close()

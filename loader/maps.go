@@ -10,9 +10,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// SetUplink writes the uplink settings and enables the programs: until the
-// first SetUplink they pass every frame.
-func (d *Dataplane) SetUplink(c UplinkConfig) error {
+// SetUplink writes the settings of uplink slot 0 and enables the programs:
+// until the first SetUplink they pass every frame.
+func (d *Dataplane) SetUplink(c UplinkConfig) error { return d.SetUplinkAt(0, c) }
+
+// SetUplinkAt writes the settings of the uplink in slot (0 to
+// MaxUplinks-1). Slots are searched from 0 and an empty one ends the
+// search: fill them without gaps.
+func (d *Dataplane) SetUplinkAt(slot uint32, c UplinkConfig) error {
+	if slot >= uint32(MaxUplinks) {
+		return fmt.Errorf("uplink slot %d: at most %d uplinks", slot, MaxUplinks)
+	}
 	if len(c.MAC) != 6 {
 		return fmt.Errorf("uplink: %w", ErrBadMAC)
 	}
@@ -30,13 +38,6 @@ func (d *Dataplane) SetUplink(c UplinkConfig) error {
 	if c.Router {
 		v.Flags |= uint32(uplinkUplinkFlagsUPLINK_F_ROUTER)
 	}
-	if c.BridgeMAC != nil {
-		if len(c.BridgeMAC) != 6 {
-			return fmt.Errorf("bridge: %w", ErrBadMAC)
-		}
-		copy(v.BridgeMac[:], c.BridgeMAC)
-	}
-	v.BridgeIfindex = uint32(c.BridgeIndex)
 	for _, job := range []struct {
 		hooks   Hooks
 		xdp, tc uplinkUplinkFlags
@@ -73,10 +74,154 @@ func (d *Dataplane) SetUplink(c UplinkConfig) error {
 		}
 		v.Flags |= uint32(uplinkUplinkFlagsUPLINK_F_NA_SRC_LL)
 	}
-	if err := d.objs.V6dpUplinkCfg.Put(uint32(0), &v); err != nil {
+	if err := d.objs.V6dpUplinkCfg.Put(slot, &v); err != nil {
 		return fmt.Errorf("writing uplink config: %w", err)
 	}
 	return nil
+}
+
+// ClearUplinksFrom empties the uplink slots from slot on: uplinks that
+// are no longer served pass everything again.
+func (d *Dataplane) ClearUplinksFrom(slot uint32) error {
+	var errs []error
+	for i := slot; i < uint32(MaxUplinks); i++ {
+		var v uplinkUplinkConfig
+		if err := d.objs.V6dpUplinkCfg.Lookup(i, &v); err == nil && v == (uplinkUplinkConfig{}) {
+			continue
+		}
+		if err := d.objs.V6dpUplinkCfg.Put(i, &uplinkUplinkConfig{}); err != nil {
+			errs = append(errs, fmt.Errorf("clearing uplink slot %d: %w", i, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func networkValue(n Network) (uplinkNetworkInfo, error) {
+	v := uplinkNetworkInfo{BridgeIfindex: uint32(n.BridgeIndex), Uplink: n.Uplink,
+		Flags: uint16(uplinkNetworkFlagsNETWORK_F_ENABLED)}
+	if len(n.BridgeMAC) != 6 {
+		return v, fmt.Errorf("bridge MAC %s: %w", n.BridgeMAC, ErrBadMAC)
+	}
+	if n.BridgeIndex <= 0 {
+		return v, fmt.Errorf("bridge ifindex %d: not an interface", n.BridgeIndex)
+	}
+	if n.Uplink >= uint32(MaxUplinks) {
+		return v, fmt.Errorf("uplink slot %d: at most %d uplinks", n.Uplink, MaxUplinks)
+	}
+	copy(v.BridgeMac[:], n.BridgeMAC)
+	return v, nil
+}
+
+// SetNetwork writes network id: BPF forwards for its endpoints from then on.
+func (d *Dataplane) SetNetwork(id uint32, n Network) error {
+	if id >= uint32(MaxNetworks) {
+		return fmt.Errorf("network id %d: at most %d networks", id, MaxNetworks)
+	}
+	v, err := networkValue(n)
+	if err != nil {
+		return fmt.Errorf("network %d: %w", id, err)
+	}
+	if err := d.objs.V6dpNetworks.Put(id, &v); err != nil {
+		return fmt.Errorf("writing network %d: %w", id, err)
+	}
+	return nil
+}
+
+// SyncNetworks makes the networks map hold exactly want: the ids not in it
+// are emptied (BPF forwards nothing for them), and their counts zeroed so
+// that a later network with the same id starts from zero.
+func (d *Dataplane) SyncNetworks(want map[uint32]Network) error {
+	var errs []error
+	for id := uint32(0); id < uint32(MaxNetworks); id++ {
+		n, ok := want[id]
+		var have uplinkNetworkInfo
+		if err := d.objs.V6dpNetworks.Lookup(id, &have); err != nil {
+			errs = append(errs, fmt.Errorf("reading network %d: %w", id, err))
+			continue
+		}
+		if !ok {
+			if have == (uplinkNetworkInfo{}) {
+				continue
+			}
+			if err := d.objs.V6dpNetworks.Put(id, &uplinkNetworkInfo{}); err != nil {
+				errs = append(errs, fmt.Errorf("clearing network %d: %w", id, err))
+			}
+			cpus, err := ebpf.PossibleCPU()
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := d.objs.V6dpNetStats.Put(id, make([]uplinkNetStats, cpus)); err != nil {
+				errs = append(errs, fmt.Errorf("zeroing network %d's counts: %w", id, err))
+			}
+			continue
+		}
+		v, err := networkValue(n)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network %d: %w", id, err))
+			continue
+		}
+		if v == have {
+			continue
+		}
+		if err := d.objs.V6dpNetworks.Put(id, &v); err != nil {
+			errs = append(errs, fmt.Errorf("writing network %d: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Networks returns the networks map's entries, by id.
+func (d *Dataplane) Networks() (map[uint32]Network, error) { return readNetworks(d.objs.V6dpNetworks) }
+
+func readNetworks(m *ebpf.Map) (map[uint32]Network, error) {
+	out := map[uint32]Network{}
+	var (
+		k uint32
+		v uplinkNetworkInfo
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if v.Flags&uint16(uplinkNetworkFlagsNETWORK_F_ENABLED) == 0 {
+			continue
+		}
+		out[k] = Network{BridgeIndex: int(v.BridgeIfindex), Uplink: v.Uplink,
+			BridgeMAC: net.HardwareAddr(append([]byte(nil), v.BridgeMac[:]...))}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading the networks map: %w", err)
+	}
+	return out, nil
+}
+
+// NetStats returns the per-network counts summed over CPUs, for the ids
+// that counted anything.
+func (d *Dataplane) NetStats() (map[uint32]NetStats, error) { return readNetStats(d.objs.V6dpNetStats) }
+
+func readNetStats(m *ebpf.Map) (map[uint32]NetStats, error) {
+	out := map[uint32]NetStats{}
+	var (
+		k    uint32
+		vals []uplinkNetStats
+	)
+	it := m.Iterate()
+	for it.Next(&k, &vals) {
+		var s NetStats
+		for _, v := range vals {
+			s.NSAnswered += v.NsAnswered
+			s.FwdRedirected += v.FwdRedirected
+			s.EgressLocal += v.EgressLocal
+			s.EgressFIB += v.EgressFib
+			s.EgressDrop += v.EgressDrop
+		}
+		if s != (NetStats{}) {
+			out[k] = s
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading the network counts: %w", err)
+	}
+	return out, nil
 }
 
 func endpointKey(a netip.Addr) (uplinkEndpointKey, error) {
@@ -88,7 +233,10 @@ func endpointKey(a netip.Addr) (uplinkEndpointKey, error) {
 }
 
 func endpointValue(e Endpoint) (uplinkEndpointInfo, error) {
-	v := uplinkEndpointInfo{Ifindex: e.Ifindex, Flags: e.Flags, Mtu: e.MTU}
+	if e.Net >= uint32(MaxNetworks) {
+		return uplinkEndpointInfo{}, fmt.Errorf("endpoint %s network %d: at most %d networks", e.Addr, e.Net, MaxNetworks)
+	}
+	v := uplinkEndpointInfo{Ifindex: e.Ifindex, Flags: e.Flags, Mtu: e.MTU, Net: e.Net}
 	for _, m := range []net.HardwareAddr{e.MAC, e.HostMAC} {
 		if m != nil && len(m) != 6 {
 			return v, fmt.Errorf("endpoint %s MAC %s: %w", e.Addr, m, ErrBadMAC)
@@ -107,6 +255,7 @@ func endpointFrom(k uplinkEndpointKey, v uplinkEndpointInfo) Endpoint {
 		HostMAC: net.HardwareAddr(append([]byte(nil), v.HostMac[:]...)),
 		MTU:     v.Mtu,
 		Flags:   v.Flags,
+		Net:     v.Net,
 	}
 }
 

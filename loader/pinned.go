@@ -78,3 +78,40 @@ func ReadPinnedUplink(pinDir string) (PinnedUplink, error) {
 	}
 	return out, nil
 }
+
+// PinnedNetwork is one network as the pinned maps hold it: its id, its
+// bridge and router MAC, and its packet counts.
+type PinnedNetwork struct {
+	ID      uint32
+	Network Network
+	Stats   NetStats
+}
+
+// ReadPinnedNetworks reads the pinned networks and their counts, by
+// bridge ifindex, without loading anything.
+func ReadPinnedNetworks(pinDir string) (map[int]PinnedNetwork, error) {
+	ro := &ebpf.LoadPinOptions{ReadOnly: true}
+	nm, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, "v6dp_networks"), ro)
+	if err != nil {
+		return nil, fmt.Errorf("no pinned networks map: %w", err)
+	}
+	defer nm.Close()
+	sm, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, "v6dp_net_stats"), ro)
+	if err != nil {
+		return nil, fmt.Errorf("no pinned network counts: %w", err)
+	}
+	defer sm.Close()
+	nets, err := readNetworks(nm)
+	if err != nil {
+		return nil, err
+	}
+	stats, err := readNetStats(sm)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]PinnedNetwork, len(nets))
+	for id, n := range nets {
+		out[n.BridgeIndex] = PinnedNetwork{ID: id, Network: n, Stats: stats[id]}
+	}
+	return out, nil
+}

@@ -55,7 +55,10 @@ const (
 	uplinkCounterIdCNT_EGRESS_DROP_TRUNCATED  uplinkCounterId = 36
 	uplinkCounterIdCNT_EGRESS_DROP_UNSPEC     uplinkCounterId = 37
 	uplinkCounterIdCNT_FWD_PASS_STALE         uplinkCounterId = 38
-	uplinkCounterIdCNT_MAX                    uplinkCounterId = 39
+	uplinkCounterIdCNT_NS_OTHER_UPLINK        uplinkCounterId = 39
+	uplinkCounterIdCNT_FWD_PASS_OTHER_UPLINK  uplinkCounterId = 40
+	uplinkCounterIdCNT_PASS_NOT_UPLINK        uplinkCounterId = 41
+	uplinkCounterIdCNT_MAX                    uplinkCounterId = 42
 )
 
 type uplinkEndpointFlags uint32
@@ -72,11 +75,35 @@ type uplinkEndpointInfo struct {
 	Mac     [6]uint8
 	HostMac [6]uint8
 	Mtu     uint32
+	Net     uint32
 }
 
 type uplinkEndpointKey struct {
 	_    structs.HostLayout
 	Addr [16]uint8
+}
+
+type uplinkNetStats struct {
+	_             structs.HostLayout
+	NsAnswered    uint64
+	FwdRedirected uint64
+	EgressLocal   uint64
+	EgressFib     uint64
+	EgressDrop    uint64
+}
+
+type uplinkNetworkFlags uint32
+
+const (
+	uplinkNetworkFlagsNETWORK_F_ENABLED uplinkNetworkFlags = 1
+)
+
+type uplinkNetworkInfo struct {
+	_             structs.HostLayout
+	BridgeIfindex uint32
+	Uplink        uint32
+	BridgeMac     [6]uint8
+	Flags         uint16
 }
 
 type uplinkNsBucket struct {
@@ -103,6 +130,7 @@ type uplinkPortFlags uint32
 const (
 	uplinkPortFlagsPORT_F_LL         uplinkPortFlags = 1
 	uplinkPortFlagsPORT_F_GUARD_ONLY uplinkPortFlags = 2
+	uplinkPortFlagsPORT_F_NO_SWITCH  uplinkPortFlags = 4
 )
 
 type uplinkPortInfo struct {
@@ -111,6 +139,7 @@ type uplinkPortInfo struct {
 	Pad       [2]uint8
 	LinkLocal [16]uint8
 	Flags     uint32
+	Net       uint32
 }
 
 type uplinkUplinkConfig struct {
@@ -120,10 +149,6 @@ type uplinkUplinkConfig struct {
 	Mac           [6]uint8
 	Pad           [2]uint8
 	LinkLocal     [16]uint8
-	BridgeIfindex uint32
-	BridgeMac     [6]uint8
-	Pad2          [2]uint8
-	_             [4]byte
 	PolicyUntilNs uint64
 }
 
@@ -142,6 +167,13 @@ const (
 	uplinkUplinkFlagsUPLINK_F_EGRESS_FWD uplinkUplinkFlags = 512
 )
 
+type uplinkV6dpLimits uint32
+
+const (
+	uplinkV6dpLimitsV6DP_MAX_NETWORKS uplinkV6dpLimits = 256
+	uplinkV6dpLimitsV6DP_MAX_UPLINKS  uplinkV6dpLimits = 8
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -149,6 +181,8 @@ const (
 	uplinkMapV6dpCounters  = "v6dp_counters"
 	uplinkMapV6dpDevmap    = "v6dp_devmap"
 	uplinkMapV6dpEndpoints = "v6dp_endpoints"
+	uplinkMapV6dpNetStats  = "v6dp_net_stats"
+	uplinkMapV6dpNetworks  = "v6dp_networks"
 	uplinkMapV6dpNsGlobal  = "v6dp_ns_global"
 	uplinkMapV6dpNsLimit   = "v6dp_ns_limit"
 	uplinkMapV6dpNsSources = "v6dp_ns_sources"
@@ -211,6 +245,8 @@ type uplinkMapSpecs struct {
 	V6dpCounters  *ebpf.MapSpec `ebpf:"v6dp_counters"`
 	V6dpDevmap    *ebpf.MapSpec `ebpf:"v6dp_devmap"`
 	V6dpEndpoints *ebpf.MapSpec `ebpf:"v6dp_endpoints"`
+	V6dpNetStats  *ebpf.MapSpec `ebpf:"v6dp_net_stats"`
+	V6dpNetworks  *ebpf.MapSpec `ebpf:"v6dp_networks"`
 	V6dpNsGlobal  *ebpf.MapSpec `ebpf:"v6dp_ns_global"`
 	V6dpNsLimit   *ebpf.MapSpec `ebpf:"v6dp_ns_limit"`
 	V6dpNsSources *ebpf.MapSpec `ebpf:"v6dp_ns_sources"`
@@ -247,6 +283,8 @@ type uplinkMaps struct {
 	V6dpCounters  *ebpf.Map `ebpf:"v6dp_counters"`
 	V6dpDevmap    *ebpf.Map `ebpf:"v6dp_devmap"`
 	V6dpEndpoints *ebpf.Map `ebpf:"v6dp_endpoints"`
+	V6dpNetStats  *ebpf.Map `ebpf:"v6dp_net_stats"`
+	V6dpNetworks  *ebpf.Map `ebpf:"v6dp_networks"`
 	V6dpNsGlobal  *ebpf.Map `ebpf:"v6dp_ns_global"`
 	V6dpNsLimit   *ebpf.Map `ebpf:"v6dp_ns_limit"`
 	V6dpNsSources *ebpf.Map `ebpf:"v6dp_ns_sources"`
@@ -259,6 +297,8 @@ func (m *uplinkMaps) Close() error {
 		m.V6dpCounters,
 		m.V6dpDevmap,
 		m.V6dpEndpoints,
+		m.V6dpNetStats,
+		m.V6dpNetworks,
 		m.V6dpNsGlobal,
 		m.V6dpNsLimit,
 		m.V6dpNsSources,

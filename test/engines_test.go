@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/v6dp/v6dp/loader"
 	"github.com/v6dp/v6dp/test/docker"
 	"github.com/v6dp/v6dp/test/topo"
 )
@@ -41,6 +42,11 @@ type statusNetworks struct {
 		Engine    bool   `json:"engine"`
 		Exists    bool   `json:"exists"`
 		Endpoints int    `json:"endpoints"`
+		BPF       *struct {
+			ID        uint32          `json:"id"`
+			RouterMAC string          `json:"router_mac"`
+			Counts    loader.NetStats `json:"counts"`
+		} `json:"bpf"`
 	} `json:"networks"`
 	Endpoints []struct {
 		Network string   `json:"network"`
@@ -112,6 +118,11 @@ func testDockerNetworks(t *testing.T, dp, tarball string, parent bool) {
 		t.Logf("%s %s: live and answered by the router's ping %s after the check began", name, ip, ms(p.at.Sub(began)))
 	}
 
+	// Across networks: a container of the second user network reaches
+	// one of the first, routed through the host (BPF delivers it on the
+	// BPF dataplanes, as the counts below show).
+	e.mustDocker(t, "exec", s.name("a0"), "ping", "-c", "3", "-W", "2", addrs[s.name("b0")])
+
 	// Status groups the endpoints by network.
 	var rep statusNetworks
 	if err := json.Unmarshal([]byte(s.mustV6dp(t, "status", "--json")), &rep); err != nil {
@@ -127,6 +138,33 @@ func testDockerNetworks(t *testing.T, dp, tarball string, parent bool) {
 	want := map[string]int{"docker0": 1, nets[0].bridge: 1, nets[1].bridge: 2}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("endpoints per network: got %v, want %v", got, want)
+	}
+	// Every network is in the BPF maps with its own bridge's MAC as the
+	// router MAC; on the BPF dataplanes its endpoints got the router's
+	// pings through BPF, and a0's pings left through BPF.
+	ids := map[uint32]string{}
+	for _, n := range rep.Networks {
+		if n.BPF == nil {
+			t.Errorf("network %s is not in the BPF maps", n.Bridge)
+			continue
+		}
+		if other, ok := ids[n.BPF.ID]; ok {
+			t.Errorf("networks %s and %s share BPF id %d", other, n.Bridge, n.BPF.ID)
+		}
+		ids[n.BPF.ID] = n.Bridge
+		if mac := strings.TrimSpace(s.MustRun(s.Host, "cat", "/sys/class/net/"+n.Bridge+"/address")); n.BPF.RouterMAC != mac {
+			t.Errorf("network %s: router MAC %s in BPF, the bridge's is %s", n.Bridge, n.BPF.RouterMAC, mac)
+		}
+		c := n.BPF.Counts
+		t.Logf("network %s (bpf id %d): %+v", n.Bridge, n.BPF.ID, c)
+		switch {
+		case dp == "kernel" && c.FwdRedirected+c.EgressLocal+c.EgressFIB != 0:
+			t.Errorf("network %s: the kernel dataplane forwarded in BPF: %+v", n.Bridge, c)
+		case dp != "kernel" && (c.FwdRedirected == 0 || c.NSAnswered == 0):
+			t.Errorf("network %s: BPF answered or delivered nothing for it: %+v", n.Bridge, c)
+		case dp != "kernel" && n.Bridge == nets[1].bridge && c.EgressLocal == 0:
+			t.Errorf("network %s: a0's pings to another network's container were not delivered by BPF: %+v", n.Bridge, c)
+		}
 	}
 	for _, ep := range rep.Endpoints {
 		for _, a := range ep.Addrs {

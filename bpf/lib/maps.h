@@ -24,14 +24,32 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } v6dp_endpoints SEC(".maps");
 
-/* Settings of the uplink, written by the control plane (key 0). */
+/* Settings of each uplink, written by the control plane (a slot each). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, V6DP_MAX_UPLINKS);
 	__type(key, __u32);
 	__type(value, struct uplink_config);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } v6dp_uplink_cfg SEC(".maps");
+
+/* The networks, by id: bridge, router MAC and uplink of each. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, V6DP_MAX_NETWORKS);
+	__type(key, __u32);
+	__type(value, struct network_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} v6dp_networks SEC(".maps");
+
+/* Per-CPU packet counts per network (struct net_stats), by network id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, V6DP_MAX_NETWORKS);
+	__type(key, __u32);
+	__type(value, struct net_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} v6dp_net_stats SEC(".maps");
 
 /* Per-CPU packet counters, one per verdict reason (enum counter_id). */
 struct {
@@ -126,19 +144,78 @@ static __always_inline struct endpoint_info *endpoint_lookup(const __u8 addr[16]
 }
 
 /*
- * uplink_config_get returns the uplink settings, or NULL until the control
- * plane has written a complete entry (UPLINK_F_ENABLED): an all-zero entry
- * would otherwise answer with a zero MAC.
+ * uplink_config_slot returns the settings in uplink slot slot, or NULL
+ * until the control plane has written a complete entry there
+ * (UPLINK_F_ENABLED): an all-zero entry would answer with a zero MAC.
  */
-static __always_inline const struct uplink_config *uplink_config_get(void)
+static __always_inline const struct uplink_config *uplink_config_slot(__u32 slot)
 {
-	__u32 key = 0;
-	const struct uplink_config *cfg = bpf_map_lookup_elem(&v6dp_uplink_cfg, &key);
+	const struct uplink_config *cfg = bpf_map_lookup_elem(&v6dp_uplink_cfg, &slot);
 
 	if (!cfg || !(cfg->flags & UPLINK_F_ENABLED))
 		return NULL;
 	return cfg;
 }
+
+/* uplink_config_get returns slot 0's settings: the guards' config. */
+static __always_inline const struct uplink_config *uplink_config_get(void)
+{
+	return uplink_config_slot(0);
+}
+
+/*
+ * uplink_config_for returns the settings of the uplink with this ifindex
+ * and its slot, or NULL when the interface has none (the programs are
+ * attached to it but the control plane has not written its slot yet).
+ * Slots are filled from 0 without gaps, so the first empty one ends the
+ * search; one uplink costs one lookup.
+ */
+static __always_inline const struct uplink_config *uplink_config_for(__u32 ifindex, __u32 *slot)
+{
+	const struct uplink_config *cfg;
+	__u32 i;
+
+	for (i = 0; i < V6DP_MAX_UPLINKS; i++) {
+		cfg = uplink_config_slot(i);
+		if (!cfg)
+			return NULL;
+		if (cfg->ifindex == ifindex) {
+			*slot = i;
+			return cfg;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * network_get returns network net, or NULL for an id out of range or not
+ * written completely (NETWORK_F_ENABLED): BPF forwards nothing for it.
+ */
+static __always_inline const struct network_info *network_get(__u32 net)
+{
+	const struct network_info *n = bpf_map_lookup_elem(&v6dp_networks, &net);
+
+	if (!n || !(n->flags & NETWORK_F_ENABLED))
+		return NULL;
+	return n;
+}
+
+/* network_uplink returns the uplink slot of network net (slot 0 if unset). */
+static __always_inline __u32 network_uplink(__u32 net)
+{
+	const struct network_info *n = bpf_map_lookup_elem(&v6dp_networks, &net);
+
+	return n ? n->uplink : 0;
+}
+
+/* net_stat_inc counts one packet of network net in field of struct net_stats. */
+#define net_stat_inc(net, field)                                                                   \
+	do {                                                                                       \
+		__u32 __k = (net);                                                                 \
+		struct net_stats *__s = bpf_map_lookup_elem(&v6dp_net_stats, &__k);                \
+		if (__s)                                                                           \
+			__s->field += 1;                                                           \
+	} while (0)
 
 /*
  * counter_inc counts one verdict. CNT_MAX counts nothing: the verdict of a

@@ -178,6 +178,13 @@ func printNetwork(w io.Writer, n ctrl.NetworkReport, all []ctrl.EndpointReport) 
 		state += ", not there yet"
 	}
 	fmt.Fprintf(w, "\nnetwork %s %s (%s): %d endpoints, %d addresses\n", n.Bridge, n.Prefix, state, n.Endpoints, n.Addresses)
+	if b := n.BPF; b != nil {
+		c := b.Counts
+		fmt.Fprintf(w, "  bpf: network %d, router MAC %s, uplink slot %d; NS answered %d, forwarded in %d, local %d, out %d, dropped %d\n",
+			b.ID, b.RouterMAC, b.Uplink, c.NSAnswered, c.FwdRedirected, c.EgressLocal, c.EgressFIB, c.EgressDrop)
+	} else {
+		fmt.Fprintln(w, "  bpf: not in the maps; the kernel forwards for this network")
+	}
 	if len(eps) > 0 {
 		printEndpoints(w, eps)
 	}
