@@ -208,12 +208,11 @@ static __always_inline enum uplink_action uplink_classify_fwd(struct ethhdr *eth
 
 /*
  * uplink_classify decides what to do with the frame between data and
- * data_end, which came in on interface ifindex, in the hook given: each job (answering NS, forwarding) is done
- * by the hook the control plane gave it, and passed on uncounted by the
- * other.
+ * data_end, which came in on interface ifindex, in the hook given: each job (answering NS,
+ * forwarding) is done by the hook the control plane gave it, and passed on uncounted by the other.
  */
-static __always_inline enum uplink_action uplink_classify(void *data, void *data_end,
-							  __u32 ifindex, enum uplink_hook hook,
+static __always_inline enum uplink_action uplink_classify(void *data, void *data_end, __u32 ifindex,
+							  enum uplink_hook hook,
 							  struct uplink_pkt *pkt)
 {
 	struct icmp6hdr *icmp = NULL;
@@ -223,8 +222,8 @@ static __always_inline enum uplink_action uplink_classify(void *data, void *data
 	pkt->slot = 0;
 	pkt->cfg = uplink_config_for(ifindex, &pkt->slot);
 	if (!pkt->cfg)
-		return uplink_pass(pkt, uplink_config_get() ? CNT_PASS_NOT_UPLINK
-							    : CNT_PASS_DISABLED);
+		return uplink_pass(pkt,
+				   uplink_config_get() ? CNT_PASS_NOT_UPLINK : CNT_PASS_DISABLED);
 
 	eth = eth_parse(data, data_end);
 	if (!eth)

@@ -262,9 +262,9 @@ enum counter_id {
 	CNT_EGRESS_DROP_VLAN,	    /* VLAN-tagged frame from an endpoint */
 	CNT_EGRESS_DROP_TRUNCATED,  /* IPv6 from an endpoint shorter than its headers */
 	CNT_EGRESS_DROP_UNSPEC,	    /* from :: but not DAD, RS or an MLD report */
-	CNT_FWD_PASS_STALE, /* no daemon has confirmed the host policy lately: the kernel forwards
-			     */
-	CNT_NS_OTHER_UPLINK,	   /* NS for an endpoint whose network is on another uplink */
+	CNT_FWD_PASS_STALE,  /* no daemon has confirmed the host policy lately: the kernel forwards
+			      */
+	CNT_NS_OTHER_UPLINK, /* NS for an endpoint whose network is on another uplink */
 	CNT_FWD_PASS_OTHER_UPLINK, /* for an endpoint whose network is on another uplink */
 	CNT_PASS_NOT_UPLINK,	   /* frame on an interface with no uplink config slot */
 	CNT_MAX,
