@@ -292,6 +292,9 @@ func startAccel(r *Resolved, h *Host, j *Journal) (a accel, dataplane, attach, r
 	if plan.xdp && plan.tc {
 		attach = string(mode) + "+tcx"
 	}
+	if b, ok := a.(*bpfAccel); ok {
+		plan.choices = append(plan.choices, b.attachExtras(r, h, plan)...)
+	}
 	plan.choices = append(plan.choices, HookChoice{JobGuard, "tc", "every port: source, MAC and NDP guards"})
 	return a, dataplane, attach, why, plan.choices
 }
@@ -468,6 +471,10 @@ func openAccel(r *Resolved, h *Host, j *Journal, plan hookPlan) (*bpfAccel, erro
 	}
 	b := &bpfAccel{dp: dp, gateway: r.Gateway}
 	b.fwd = newForwarder(dp, cfg, h.Bridge.Attrs().Index, plan.xdp && plan.native && plan.fwd&loader.HookXDP != 0, r.IPForward)
+	b.fwd.slotOf = map[string]uint32{}
+	for _, n := range r.Networks {
+		b.fwd.slotOf[n.Bridge] = r.uplinkSlot(n)
+	}
 	uplink := ""
 	if h.Uplink != nil {
 		uplink = h.Uplink.Attrs().Name

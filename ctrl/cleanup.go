@@ -39,6 +39,16 @@ func Cleanup(st Store) error {
 			}
 		}
 	}
+	for _, ep := range j.ExtraProxies {
+		name, ps, _ := strings.Cut(ep, " ")
+		up, err := netlink.LinkByName(name)
+		p, perr := netip.ParsePrefix(ps)
+		if err != nil || perr != nil {
+			continue
+		}
+		_, _, err = SyncProxy(up.Attrs().Index, p, nil)
+		errs = append(errs, err)
+	}
 	errs = append(errs, RemovePeerRoutes())
 	pinDir := j.PinDir
 	if pinDir != "" {

@@ -33,7 +33,9 @@ type Daemon struct {
 	host  *Host
 	accel accel
 	ann   *Announcer
-	ops   *ops // repairs, following the uplink and bridge (repair.go)
+	// extraAnn announce on the further uplinks, in slot order (1 on).
+	extraAnn []*Announcer
+	ops      *ops // repairs, following the uplink and bridge (repair.go)
 
 	eps     *lifecycle
 	metrics *metrics // nil without --metrics-addr
@@ -45,6 +47,11 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	// Check what can be checked before changing anything.
 	if _, err := CheckUplink(r.Uplink); err != nil {
 		return err
+	}
+	for _, name := range r.ExtraUplinks() {
+		if _, err := CheckUplink(name); err != nil {
+			return fmt.Errorf("network: %w", err)
+		}
 	}
 	if err := checkCluster(r); err != nil {
 		return err
@@ -84,8 +91,12 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	slog.Info("dataplane selected", "dataplane", rt.Dataplane, "attach", rt.Attach, "reason", rt.Reason)
 	if r.NDPProxy && host.Uplink != nil {
 		d.ann = NewAnnouncer(r.Uplink, r.IPForward)
+		for _, name := range r.ExtraUplinks() {
+			d.extraAnn = append(d.extraAnn, NewAnnouncer(name, r.IPForward))
+		}
 	}
 	defer d.ann.Close()
+	defer d.closeExtraAnnouncers()
 	d.ops = newOps(d, rt)
 	defer d.ops.close()
 	if d.accel != nil {
@@ -447,7 +458,7 @@ func (k sysKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) erro
 					in[a] = true
 				}
 			}
-			if _, _, err := SyncProxy(d.host.Uplink.Attrs().Index, n.Prefix, in); err != nil {
+			if _, _, err := SyncProxy(d.uplinkIndex(n), n.Prefix, in); err != nil {
 				errs = append(errs, fmt.Errorf("proxy entries of %s: %w", n.Bridge, err))
 			}
 		}
@@ -483,6 +494,5 @@ func (k sysKernel) Conflicts(cs []rules.Conflict, found map[int]*Endpoint) {
 }
 
 func (k sysKernel) Announce(fresh, gone []netip.Addr) {
-	k.d.ann.Withdraw(gone)
-	k.d.ann.Announce(fresh)
+	k.d.announce(fresh, gone)
 }

@@ -52,6 +52,22 @@ type forwarder struct {
 	// (and adopts the ids a previous run pinned).
 	nets map[int]*fwdNetwork
 	ids  map[int]uint32
+	// slotOf is the uplink slot of each network's bridge, by name (absent:
+	// slot 0, the daemon's uplink).
+	slotOf map[string]uint32
+	// extras are the further uplinks (slots 1 on), each with its config
+	// and the host policy read for it last.
+	extras []*extraUplink
+}
+
+// extraUplink is one further uplink as the forwarder keeps it.
+type extraUplink struct {
+	slot   uint32
+	name   string
+	cfg    loader.UplinkConfig
+	policy hostPolicy
+	// tc, xdp, native: what is attached to it.
+	tc, xdp, native bool
 }
 
 // fwdNetwork is one network (bridge) as BPF forwards for it.
@@ -115,9 +131,11 @@ func (f *forwarder) refreshNetworks(eps map[int]*Endpoint) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	bridges := map[int]bool{f.firstBridge: true}
+	slots := map[int]uint32{}
 	for _, ep := range eps {
 		if ep.Bridge != 0 {
 			bridges[ep.Bridge] = true
+			slots[ep.Bridge] = f.slotOf[ep.Network]
 		}
 	}
 	var errs []error
@@ -169,7 +187,7 @@ func (f *forwarder) refreshNetworks(eps map[int]*Endpoint) error {
 			f.ids[idx] = id
 		}
 		n.id = id
-		want[id] = loader.Network{BridgeIndex: idx, BridgeMAC: n.mac}
+		want[id] = loader.Network{BridgeIndex: idx, BridgeMAC: n.mac, Uplink: slots[idx]}
 	}
 	f.nets = nets
 	return errors.Join(append(errs, f.dp.SyncNetworks(want))...)
@@ -236,10 +254,14 @@ func (f *forwarder) currentPolicy() hostPolicy {
 // the router flag (no answers, no forwarding), filtering stops BPF
 // delivery. Called with mu held.
 func (f *forwarder) write(cfg loader.UplinkConfig, p hostPolicy) error {
+	return f.writeAt(0, cfg, p)
+}
+
+func (f *forwarder) writeAt(slot uint32, cfg loader.UplinkConfig, p hostPolicy) error {
 	cfg.Router = cfg.Router && p.Forwarding
 	cfg.Filtered = p.Filtered
 	cfg.PolicyFor = policyHolds
-	return f.dp.SetUplink(cfg)
+	return f.dp.SetUplinkAt(slot, cfg)
 }
 
 // endpoint returns the map entry for one address of ep: forwarded when
@@ -406,6 +428,7 @@ func (b *bpfAccel) watch(ctx context.Context, uplink string) {
 		if err := b.fwd.setPolicy(readHostPolicy(uplink)); err != nil {
 			slog.Warn("applying the host policy", "err", err)
 		}
+		b.fwd.renewExtras()
 	}
 }
 

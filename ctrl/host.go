@@ -16,6 +16,9 @@ import (
 type Host struct {
 	Bridge netlink.Link
 	Uplink netlink.Link // nil without --uplink
+	// Extra are the further uplinks of networks given BRIDGE=PREFIX@UPLINK,
+	// in uplink slot order (1 on).
+	Extra []netlink.Link
 }
 
 // CheckUplink fails with a clear error if the uplink does not exist, before
@@ -127,6 +130,29 @@ func ensureHost(r *Resolved, j *Journal) (*Host, []*hostChange, error) {
 		// 0..proxy_delay (0.8 s by default); answer at once.
 		note(setSysctl(j, ipv6Neigh(r.Uplink, "proxy_delay"), "0"))
 		j.ProxyUplink, j.ProxyPrefix = r.Uplink, r.Prefix.String()
+	}
+	for _, name := range r.ExtraUplinks() {
+		l, err := CheckUplink(name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		h.Extra = append(h.Extra, l)
+		if r.IPForward {
+			key := ipv6Conf(name, "accept_ra")
+			if v, err := ReadSysctl(key); err == nil && v == "1" {
+				note(setSysctl(j, key, "2"))
+			}
+		}
+		if r.NDPProxy {
+			note(setSysctl(j, ipv6Conf(name, "proxy_ndp"), "1"))
+			note(setSysctl(j, ipv6Neigh(name, "proxy_delay"), "0"))
+			for _, n := range r.Networks {
+				if n.Uplink == name {
+					j.ExtraProxies = appendUnique(j.ExtraProxies, name+" "+n.Prefix.String())
+				}
+			}
+		}
 	}
 	return h, changes, errors.Join(errs...)
 }

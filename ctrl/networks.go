@@ -3,6 +3,7 @@ package ctrl
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6dp/v6dp/ctrl/rules"
+	"github.com/v6dp/v6dp/loader"
 )
 
 // Network is one (bridge, prefix) pair the daemon serves. The first is
@@ -30,6 +32,20 @@ type Network struct {
 	Engine bool
 	// Found: an engine's bridge found under --network-parent.
 	Found bool
+	// Uplink is the interface the network's prefix is reached by, when
+	// it is not the daemon's --uplink (BRIDGE=PREFIX@UPLINK): its proxy
+	// entries and answers go there, and its endpoints' traffic leaves
+	// by it. Empty: the daemon's uplink.
+	Uplink string
+}
+
+// UplinkOf returns the name of the network's uplink: its own, or the
+// daemon's (main).
+func (n Network) UplinkOf(main string) string {
+	if n.Uplink != "" {
+		return n.Uplink
+	}
+	return main
 }
 
 // Rules are the network's address rules.
@@ -41,15 +57,40 @@ func (n Network) Rules(maxAddrs int) rules.Port {
 // first network; the error names the flag (and config key) "network".
 func parseNetworks(specs []string, first Network, uplink string) ([]Network, error) {
 	out := []Network{first}
+	uplinks := map[string]bool{}
 	for _, s := range specs {
 		br, pfx, ok := strings.Cut(s, "=")
 		if !ok || br == "" || pfx == "" {
-			return nil, fmt.Errorf("network: %q is not BRIDGE=PREFIX (e.g. br-app=2001:db8:2::/64)", s)
+			return nil, fmt.Errorf("network: %q is not BRIDGE=PREFIX[@UPLINK] (e.g. br-app=2001:db8:2::/64)", s)
+		}
+		pfx, up, hasUplink := strings.Cut(pfx, "@")
+		if hasUplink {
+			switch {
+			case !rules.ValidIfName(up):
+				return nil, fmt.Errorf("network: %q: uplink %q is not a valid interface name (1-15 characters, no spaces or slashes)", s, up)
+			case uplink == "":
+				return nil, fmt.Errorf("network: %q: an uplink of its own needs the daemon's --uplink too", s)
+			case up == uplink:
+				up = "" // the daemon's own: nothing extra
+			case up == br || up == first.Bridge:
+				return nil, fmt.Errorf("network: %q: uplink %s is a served bridge", s, up)
+			}
+			for _, o := range out {
+				if o.Bridge == up {
+					return nil, fmt.Errorf("network: %q: uplink %s is a served bridge", s, up)
+				}
+			}
+			if up != "" && !uplinks[up] && len(uplinks)+1 >= loader.MaxUplinks {
+				return nil, fmt.Errorf("network: %q: at most %d uplinks (the daemon's and %d more)", s, loader.MaxUplinks, loader.MaxUplinks-1)
+			}
+			if up != "" {
+				uplinks[up] = true
+			}
 		}
 		if !rules.ValidIfName(br) {
 			return nil, fmt.Errorf("network: %q: %q is not a valid interface name (1-15 characters, no spaces or slashes)", s, br)
 		}
-		if br == uplink {
+		if br == uplink || uplinks[br] {
 			return nil, fmt.Errorf("network: %q: bridge %s is the uplink", s, br)
 		}
 		p, err := netip.ParsePrefix(pfx)
@@ -70,9 +111,26 @@ func parseNetworks(specs []string, first Network, uplink string) ([]Network, err
 				return nil, fmt.Errorf("network: %q: %s overlaps %s of bridge %s", s, p, o.Prefix, o.Bridge)
 			}
 		}
-		out = append(out, Network{Bridge: br, Prefix: p, Engine: true})
+		out = append(out, Network{Bridge: br, Prefix: p, Engine: true, Uplink: up})
+	}
+	for _, n := range out {
+		if uplinks[n.Bridge] {
+			return nil, fmt.Errorf("network: bridge %s is another network's uplink", n.Bridge)
+		}
 	}
 	return out, nil
+}
+
+// ExtraUplinks are the uplinks of the networks other than the daemon's
+// own, each once, in the order the networks name them: uplink slots 1 on.
+func (r *Resolved) ExtraUplinks() []string {
+	var out []string
+	for _, n := range r.Networks {
+		if n.Uplink != "" && !slices.Contains(out, n.Uplink) {
+			out = append(out, n.Uplink)
+		}
+	}
+	return out
 }
 
 // networkOf returns the network whose bridge is named br.

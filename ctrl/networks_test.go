@@ -28,6 +28,15 @@ func TestNetworkConfig(t *testing.T) {
 		{name: "link-local", network: []string{"br-a=fe80::/64"}, err: `network: "br-a=fe80::/64": fe80::/64 is not a global`},
 		{name: "overlaps the first", network: []string{"br-a=2001:db8::/64"}, err: `network: "br-a=2001:db8::/64": 2001:db8::/64 overlaps 2001:db8:0:0:1::/80 of bridge docker0`},
 		{name: "parent", network: nil},
+		{name: "an uplink of its own", network: []string{"br-a=2001:db8:0:0:2::/80@eth1", "br-b=2001:db8:0:0:3::/80@eth1"}},
+		{name: "the daemon's uplink named", network: []string{"br-a=2001:db8:0:0:2::/80@eth0"}},
+		{name: "bad uplink", network: []string{"br-a=2001:db8:0:0:2::/80@a/b"}, err: `network: "br-a=2001:db8:0:0:2::/80@a/b": uplink "a/b" is not a valid interface name`},
+		{name: "uplink is a served bridge", network: []string{"br-a=2001:db8:0:0:2::/80@docker0"}, err: `network: "br-a=2001:db8:0:0:2::/80@docker0": uplink docker0 is a served bridge`},
+		{name: "uplink is its own bridge", network: []string{"br-a=2001:db8:0:0:2::/80@br-a"}, err: `network: "br-a=2001:db8:0:0:2::/80@br-a": uplink br-a is a served bridge`},
+		{name: "bridge is another's uplink", network: []string{"br-a=2001:db8:0:0:2::/80@br-b", "br-b=2001:db8:0:0:3::/80"}, err: `network: "br-b=2001:db8:0:0:3::/80": bridge br-b is the uplink`},
+		{name: "too many uplinks", network: []string{"b1=2001:db8:0:0:2::/80@u1", "b2=2001:db8:0:0:3::/80@u2", "b3=2001:db8:0:0:4::/80@u3",
+			"b4=2001:db8:0:0:5::/80@u4", "b5=2001:db8:0:0:6::/80@u5", "b6=2001:db8:0:0:7::/80@u6", "b7=2001:db8:0:0:8::/80@u7", "b8=2001:db8:0:0:9::/80@u8"},
+			err: `network: "b8=2001:db8:0:0:9::/80@u8": at most 8 uplinks`},
 		{name: "overlap between two", network: []string{"br-a=2001:db8:0:0:2::/80", "br-b=2001:db8:0:0:2::/96"}, err: `network: "br-b=2001:db8:0:0:2::/96": 2001:db8:0:0:2::/96 overlaps 2001:db8:0:0:2::/80 of bridge br-a`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,6 +22,8 @@ type NetworkReport struct {
 	Exists    bool   `json:"exists"`
 	Endpoints int    `json:"endpoints"`
 	Addresses int    `json:"addresses"`
+	// Uplink is the interface the network is reached by.
+	Uplink string `json:"uplink,omitempty"`
 	// BPF is the network as the BPF maps hold it (nil: not in them, so
 	// the kernel forwards for it): its id, router MAC and packet counts.
 	BPF *NetworkBPF `json:"bpf,omitempty"`
@@ -167,16 +169,22 @@ func Report(r *Resolved) (*StatusReport, error) {
 	nets := r.allNetworks()
 	proxies := map[netip.Addr]bool{}
 	if r.Uplink != "" {
-		if up, err := netlink.LinkByName(r.Uplink); err == nil {
-			for _, n := range nets {
-				if p, err := ProxyEntries(up.Attrs().Index, n.Prefix); err == nil {
-					for a := range p {
-						proxies[a] = true
-					}
+		missing := map[string]bool{}
+		for _, n := range nets {
+			name := n.UplinkOf(r.Uplink)
+			up, err := netlink.LinkByName(name)
+			if err != nil {
+				if !missing[name] {
+					rep.Problems = append(rep.Problems, "uplink "+name+" does not exist")
+				}
+				missing[name] = true
+				continue
+			}
+			if p, err := ProxyEntries(up.Attrs().Index, n.Prefix); err == nil {
+				for a := range p {
+					proxies[a] = true
 				}
 			}
-		} else {
-			rep.Problems = append(rep.Problems, "uplink "+r.Uplink+" does not exist")
 		}
 	}
 	rep.ProxyEntries = len(proxies)
@@ -194,7 +202,7 @@ func Report(r *Resolved) (*StatusReport, error) {
 	for _, n := range nets {
 		d := &Discoverer{Bridge: n.Bridge, Prefix: n.Prefix, Dirs: r.NetnsDirs, Rules: n.Rules(r.MaxAddrsPerPort)}
 		d.Rules.Reserved = own
-		nr := NetworkReport{Bridge: n.Bridge, Prefix: n.Prefix.String(), Engine: n.Engine, Found: n.Found}
+		nr := NetworkReport{Bridge: n.Bridge, Prefix: n.Prefix.String(), Engine: n.Engine, Found: n.Found, Uplink: n.UplinkOf(r.Uplink)}
 		if br, err := netlink.LinkByName(n.Bridge); err == nil {
 			if p, ok := pinnedNets[br.Attrs().Index]; ok {
 				nr.BPF = &NetworkBPF{ID: p.ID, RouterMAC: p.Network.BridgeMAC.String(), Uplink: p.Network.Uplink, Counts: p.Stats}

@@ -36,6 +36,9 @@ type Journal struct {
 	// EnginePrefixes are the prefixes of engines' networks (--network)
 	// v6dp put proxy entries on the uplink for.
 	EnginePrefixes []string `json:"engine_prefixes,omitempty"`
+	// ExtraProxies are "uplink prefix" strings: the proxy entries v6dp put
+	// on the further uplinks (BRIDGE=PREFIX@UPLINK).
+	ExtraProxies []string `json:"extra_proxies,omitempty"`
 	// PinDir is where v6dp pinned BPF objects.
 	PinDir string `json:"pin_dir,omitempty"`
 }

@@ -30,7 +30,7 @@ func configFlags(fs *flag.FlagSet, cfg *ctrl.Config) *string {
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "directory for v6dp's runtime state")
 	fs.StringVar(&cfg.PinDir, "pin-dir", cfg.PinDir, "bpffs directory for pinned programs and maps")
 	fs.Var((*dirList)(&cfg.NetnsDirs), "netns-dirs", "comma-separated directories with container namespace files: optional, only names endpoints (namespaces are read by netnsid)")
-	fs.Var(&networkList{list: &cfg.Network}, "network", "another network of a container engine, BRIDGE=PREFIX (repeatable): its bridge is waited for and adopted, never created")
+	fs.Var(&networkList{list: &cfg.Network}, "network", "another network of a container engine, BRIDGE=PREFIX[@UPLINK] (repeatable): its bridge is waited for and adopted, never created; @UPLINK: reached by that interface instead of --uplink")
 	fs.StringVar(&cfg.NetworkParent, "network-parent", cfg.NetworkParent, "serve every bridge with an address in this prefix (an engine's gateway) as a network too, e.g. Docker's br-<id> networks")
 	fs.IntVar(&cfg.MaxAddrsPerPort, "max-addrs-per-port", cfg.MaxAddrsPerPort, "most addresses published per container port; more are refused")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "serve Prometheus metrics on host:port (off when empty)")

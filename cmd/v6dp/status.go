@@ -177,7 +177,11 @@ func printNetwork(w io.Writer, n ctrl.NetworkReport, all []ctrl.EndpointReport) 
 	if !n.Exists {
 		state += ", not there yet"
 	}
-	fmt.Fprintf(w, "\nnetwork %s %s (%s): %d endpoints, %d addresses\n", n.Bridge, n.Prefix, state, n.Endpoints, n.Addresses)
+	via := ""
+	if n.Uplink != "" {
+		via = " via " + n.Uplink
+	}
+	fmt.Fprintf(w, "\nnetwork %s %s%s (%s): %d endpoints, %d addresses\n", n.Bridge, n.Prefix, via, state, n.Endpoints, n.Addresses)
 	if b := n.BPF; b != nil {
 		c := b.Counts
 		fmt.Fprintf(w, "  bpf: network %d, router MAC %s, uplink slot %d; NS answered %d, forwarded in %d, local %d, out %d, dropped %d\n",
