@@ -24,6 +24,12 @@ type NetworkReport struct {
 	Addresses int    `json:"addresses"`
 	// Uplink is the interface the network is reached by.
 	Uplink string `json:"uplink,omitempty"`
+	// Gateway is the endpoints' gateway: the first network's (fe80::1 or
+	// --default-gateway-v6), an engine's the addresses on its bridge.
+	Gateway []string `json:"gateway,omitempty"`
+	// Addressing is how endpoints get addresses: the first network's
+	// (mac, sequential), "engine" (the engine assigns, v6dp learns).
+	Addressing string `json:"addressing"`
 	// BPF is the network as the BPF maps hold it (nil: not in them, so
 	// the kernel forwards for it): its id, router MAC and packet counts.
 	BPF *NetworkBPF `json:"bpf,omitempty"`
@@ -202,7 +208,14 @@ func Report(r *Resolved) (*StatusReport, error) {
 	for _, n := range nets {
 		d := &Discoverer{Bridge: n.Bridge, Prefix: n.Prefix, Dirs: r.NetnsDirs, Rules: n.Rules(r.MaxAddrsPerPort)}
 		d.Rules.Reserved = own
-		nr := NetworkReport{Bridge: n.Bridge, Prefix: n.Prefix.String(), Engine: n.Engine, Found: n.Found, Uplink: n.UplinkOf(r.Uplink)}
+		nr := NetworkReport{Bridge: n.Bridge, Prefix: n.Prefix.String(), Engine: n.Engine, Found: n.Found, Uplink: n.UplinkOf(r.Uplink),
+			Addressing: r.Addressing}
+		if n.Engine {
+			nr.Addressing = "engine"
+			nr.Gateway = bridgeGateways(n)
+		} else {
+			nr.Gateway = []string{r.Gateway.String()}
+		}
 		if br, err := netlink.LinkByName(n.Bridge); err == nil {
 			if p, ok := pinnedNets[br.Attrs().Index]; ok {
 				nr.BPF = &NetworkBPF{ID: p.ID, RouterMAC: p.Network.BridgeMAC.String(), Uplink: p.Network.Uplink, Counts: p.Stats}
@@ -302,4 +315,25 @@ func fastPathState(r *Resolved) string {
 		return "off: the host firewall filters forwarded IPv6 (" + why + "), so the kernel forwards through netfilter"
 	}
 	return "on: forwarding on " + up.ForwardHooks.String() + ", NS answered on " + up.NDPHooks.String() + "; no IPv6 forward filtering on the host"
+}
+
+// bridgeGateways returns an engine network's gateways: the addresses on
+// its bridge inside its prefix, and its link-local ones.
+func bridgeGateways(n Network) []string {
+	l, err := netlink.LinkByName(n.Bridge)
+	if err != nil {
+		return nil
+	}
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_V6)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if ok && (n.Prefix.Contains(ip.Unmap()) || ip.IsLinkLocalUnicast()) {
+			out = append(out, ip.Unmap().String())
+		}
+	}
+	return out
 }

@@ -182,6 +182,7 @@ func printNetwork(w io.Writer, n ctrl.NetworkReport, all []ctrl.EndpointReport) 
 		via = " via " + n.Uplink
 	}
 	fmt.Fprintf(w, "\nnetwork %s %s%s (%s): %d endpoints, %d addresses\n", n.Bridge, n.Prefix, via, state, n.Endpoints, n.Addresses)
+	fmt.Fprintf(w, "  addressing %s, gateway %s\n", n.Addressing, strings.Join(n.Gateway, " "))
 	if b := n.BPF; b != nil {
 		c := b.Counts
 		fmt.Fprintf(w, "  bpf: network %d, router MAC %s, uplink slot %d; NS answered %d, forwarded in %d, local %d, out %d, dropped %d\n",
