@@ -91,11 +91,7 @@ func Cleanup(st Store) error {
 	for port, old := range st.journaledPorts() {
 		restore[ipv6Conf(port, "disable_ipv6")] = old
 	}
-	for key, old := range restore {
-		if err := os.WriteFile(sysctlPath(key), []byte(old), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("restoring %s: %w", key, err))
-		}
-	}
+	errs = append(errs, restoreSysctls(sysctlRoot, j, restore)...)
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

@@ -39,6 +39,7 @@ type Daemon struct {
 
 	eps     *lifecycle
 	metrics *metrics // nil without --metrics-addr
+	neigh   *neighTable
 }
 
 // RunDaemon sets the host up, then reconciles until ctx ends.
@@ -80,7 +81,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{cfg: r, store: st, host: host, discs: map[string]*Discoverer{}}
+	d := &Daemon{cfg: r, store: st, host: host, discs: map[string]*Discoverer{}, neigh: newNeighTable(sysctlRoot)}
 	d.setNetworks(r.Networks)
 	d.eps = newLifecycle(sysKernel{d}, d.bridgeNames())
 	rt := &Runtime{PID: os.Getpid(), Started: time.Now().UTC(), Config: r.Config, Addressing: r.Addressing}
@@ -468,14 +469,16 @@ func (k sysKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) erro
 			errs = append(errs, fmt.Errorf("bpf endpoints: %w", err))
 		}
 	}
+	n, held := 0, 0
+	for _, ep := range eps {
+		if len(ep.Addrs) > 0 {
+			n++
+		}
+		held += max(len(ep.Held), len(ep.Addrs))
+	}
+	d.neigh.ensure(d.store, len(eps), held)
 	if d.metrics != nil {
 		d.metrics.addresses.Store(int64(len(want)))
-		n := 0
-		for _, ep := range eps {
-			if len(ep.Addrs) > 0 {
-				n++
-			}
-		}
 		d.metrics.endpoints.Store(int64(n))
 		d.metrics.conflicts.Store(int64(d.eps.conflicts))
 	}

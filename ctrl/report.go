@@ -96,6 +96,9 @@ type StatusReport struct {
 	Problems   []string `json:"problems,omitempty"`
 	// Cluster is the multi-host layouts' state (peer routes, BGP).
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
+
+	// NeighTable is the kernel's IPv6 neighbour table (neightable.go).
+	NeighTable string `json:"neighbour_table,omitempty"`
 }
 
 // PinReport is one pinned map or link, with the interface name of a link.
@@ -286,6 +289,13 @@ func Report(r *Resolved) (*StatusReport, error) {
 			e.BPF = e.BPF && inBPF[a]
 		}
 		rep.Endpoints = append(rep.Endpoints, e)
+	}
+	if j, err := st.Journal(); err == nil {
+		ports, addrs := 0, 0
+		for _, n := range rep.Networks {
+			ports, addrs = ports+n.Endpoints, addrs+n.Addresses
+		}
+		rep.NeighTable = neighTableReport(sysctlRoot, j, ports, addrs)
 	}
 	sort.SliceStable(rep.Endpoints, func(i, j int) bool {
 		a, b := rep.Endpoints[i], rep.Endpoints[j]

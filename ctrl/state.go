@@ -29,6 +29,10 @@ type Journal struct {
 	// (the global ones, the uplink's, the bridge's and each adopted port's
 	// disable_ipv6).
 	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// SysctlsSet holds, for the sysctls of Sysctls that cleanup restores
+	// only if nobody changed them since (the neighbour table's
+	// gc_thresh), the value v6dp set.
+	SysctlsSet map[string]string `json:"sysctls_set,omitempty"`
 	// ProxyUplink is the uplink v6dp put kernel proxy entries on.
 	ProxyUplink string `json:"proxy_uplink,omitempty"`
 	// ProxyPrefix is the prefix those entries belong to.

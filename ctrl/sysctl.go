@@ -15,8 +15,11 @@ const sysctlRoot = "/proc/sys"
 // ("net/ipv6/conf/eth0.100/forwarding"), never dotted: an interface name
 // may contain dots (every VLAN uplink does), and in dotted notation they
 // would read as extra directories.
-func sysctlPath(key string) string {
-	return filepath.Join(sysctlRoot, filepath.Clean("/"+key))
+func sysctlPath(key string) string { return sysctlPathAt(sysctlRoot, key) }
+
+// sysctlPathAt is sysctlPath under another root (tests use a fake tree).
+func sysctlPathAt(root, key string) string {
+	return filepath.Join(root, filepath.Clean("/"+key))
 }
 
 // SysctlName writes a key in sysctl(8)'s dotted notation, where the dots

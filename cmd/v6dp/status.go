@@ -68,6 +68,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "fast path:\t%s\n", rep.FastPath)
 	}
 	fmt.Fprintf(tw, "endpoints:\t%d (kernel proxy entries %d, BPF map entries %d)\n", len(rep.Endpoints), rep.ProxyEntries, rep.BPFEntries)
+	if rep.NeighTable != "" {
+		fmt.Fprintf(tw, "neighbour table:\t%s\n", rep.NeighTable)
+	}
 	if rep.Version != "" {
 		fmt.Fprintf(tw, "version:\t%s\n", rep.Version)
 	}
