@@ -41,6 +41,8 @@ enum egress_action {
 	EGRESS_LOCAL_SWITCHED,
 	/* Routed elsewhere: FIB lookup. */
 	EGRESS_ROUTE,
+	/* A DAD probe: to the host and the target's owner only. */
+	EGRESS_DAD,
 };
 
 /* The result of classifying one frame. */
@@ -338,6 +340,32 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 		/* DAD, RS and MLD only, from any port, known or not. */
 		if (!egress_unspecified_ok(ip6, data_end))
 			return egress_verdict(pkt, EGRESS_DROP, CNT_EGRESS_DROP_UNSPEC);
+		/*
+		 * A DAD probe (RFC 4862 5.4.2) from a known port goes to the
+		 * host, which defends its own addresses, and to the port that
+		 * owns the target, which defends it, never to the others: a
+		 * probe for a neighbour's tentative address would make the
+		 * neighbour give it up (RFC 3756 4.1.3). Two containers that
+		 * take the same new address do not see each other's probes;
+		 * the first one v6dp learns owns it (the other's traffic from
+		 * it is dropped, the conflict shown by status).
+		 */
+		if (port && ip6->nexthdr == IPPROTO_ICMPV6) {
+			struct ndp_msg *ns = (void *)(ip6 + 1);
+
+			if ((void *)(ns + 1) <= data_end &&
+			    ns->hdr.icmp6_type == ICMP6_NEIGHBOR_SOLICIT) {
+				pkt->net = network_get(port->net);
+				if (pkt->net) {
+					ep = endpoint_lookup(ns->target.s6_addr);
+					pkt->ep = ep && ep->ifindex != ifindex &&
+								  port_present(ep->ifindex)
+							  ? ep
+							  : NULL;
+					return EGRESS_DAD;
+				}
+			}
+		}
 		if (!port)
 			port = &none;
 	} else if (!port) {
@@ -512,6 +540,22 @@ static __always_inline int egress_route(struct __sk_buff *skb, const struct egre
 }
 
 /*
+ * egress_dad delivers a DAD probe to the target's owner, if another port
+ * owns it (a copy out of the owner's host-side veth into its eth0), and to
+ * the host: into the bridge device's own receive path, as the bridge
+ * would deliver it locally, without flooding it to the other ports.
+ */
+static __always_inline int egress_dad(struct __sk_buff *skb, const struct egress_pkt *pkt)
+{
+	if (pkt->ep && bpf_clone_redirect(skb, pkt->ep->ifindex, 0)) {
+		counter_inc(CNT_ERROR);
+		return TC_ACT_UNSPEC;
+	}
+	counter_inc(CNT_EGRESS_DAD_CONFINED);
+	return bpf_redirect(pkt->net->bridge_ifindex, BPF_F_INGRESS);
+}
+
+/*
  * Passing returns TC_ACT_UNSPEC (TCX_NEXT), like tc_uplink: other programs
  * on the port still run; with none left the bridge takes the frame.
  */
@@ -553,6 +597,8 @@ int tc_endpoint(struct __sk_buff *skb)
 		return egress_local(skb, &pkt, false);
 	case EGRESS_ROUTE:
 		return egress_route(skb, &pkt);
+	case EGRESS_DAD:
+		return egress_dad(skb, &pkt);
 	case EGRESS_PASS:
 		break;
 	}

@@ -267,6 +267,7 @@ enum counter_id {
 	CNT_NS_OTHER_UPLINK, /* NS for an endpoint whose network is on another uplink */
 	CNT_FWD_PASS_OTHER_UPLINK, /* for an endpoint whose network is on another uplink */
 	CNT_PASS_NOT_UPLINK,	   /* frame on an interface with no uplink config slot */
+	CNT_EGRESS_DAD_CONFINED,   /* DAD probe delivered to the host and the target's owner only */
 	CNT_MAX,
 };
 

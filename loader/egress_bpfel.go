@@ -58,7 +58,8 @@ const (
 	egressCounterIdCNT_NS_OTHER_UPLINK        egressCounterId = 39
 	egressCounterIdCNT_FWD_PASS_OTHER_UPLINK  egressCounterId = 40
 	egressCounterIdCNT_PASS_NOT_UPLINK        egressCounterId = 41
-	egressCounterIdCNT_MAX                    egressCounterId = 42
+	egressCounterIdCNT_EGRESS_DAD_CONFINED    egressCounterId = 42
+	egressCounterIdCNT_MAX                    egressCounterId = 43
 )
 
 type egressEndpointInfo struct {

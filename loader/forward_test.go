@@ -285,7 +285,8 @@ func egressCases() []fwdCase {
 		{name: "from a foreign address", in: stranger.bytes(), verdict: tcShot, counter: "egress_spoof_drop"},
 		{name: "UDP from ::", in: unspecUDP.bytes(), verdict: tcShot, counter: "egress_drop_unspec"},
 		{name: "link-local to the gateway", in: ll.bytes(), verdict: tcNext, counter: "egress_pass"},
-		{name: "DAD NS from ::", in: dad, verdict: tcNext, counter: "egress_pass"},
+		// To the host (the bridge's own receive path), not to the other ports.
+		{name: "DAD NS from ::", in: dad, verdict: tcRedirect, counter: "egress_dad_confined"},
 		{name: "NA for itself", in: na(epA), verdict: tcNext, counter: "egress_pass"},
 		{name: "NA for a neighbour's address", in: na(epOther), verdict: tcShot, counter: "egress_drop_na_target"},
 		{name: "multicast", in: fromA(netip.MustParseAddr("ff02::2"), protoUDP, 64, udp(8)).bytes(), verdict: tcNext, counter: "egress_pass"},

@@ -96,9 +96,9 @@ func guardEgressCases() []fwdCase {
 			verdict: tcShot, counter: "egress_drop_unspec"},
 		// Linux probes with a Nonce option (RFC 7527, enhanced_dad=1 by default).
 		{name: ":: DAD NS with a nonce", in: unspec(protoICMPv6, icmpMsg(unspecified, epGroup, 135, nsBody(epA, nonce)), epGroup, epGroupMAC),
-			verdict: tcNext, counter: "egress_pass"},
+			verdict: tcRedirect, counter: "egress_dad_confined"},
 		{name: ":: DAD NS with two nonces", in: unspec(protoICMPv6, icmpMsg(unspecified, epGroup, 135, nsBody(epA, nonce, nonce)), epGroup, epGroupMAC),
-			verdict: tcNext, counter: "egress_pass"},
+			verdict: tcRedirect, counter: "egress_dad_confined"},
 		{name: ":: DAD NS with three nonces", in: unspec(protoICMPv6, icmpMsg(unspecified, epGroup, 135, nsBody(epA, nonce, nonce, nonce)), epGroup, epGroupMAC),
 			verdict: tcShot, counter: "egress_drop_unspec"},
 		{name: ":: DAD NS with a nonce and an SLLA", in: unspec(protoICMPv6, icmpMsg(unspecified, epGroup, 135, nsBody(epA, nonce, lla(1, epAMAC))), epGroup, epGroupMAC),

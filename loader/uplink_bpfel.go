@@ -58,7 +58,8 @@ const (
 	uplinkCounterIdCNT_NS_OTHER_UPLINK        uplinkCounterId = 39
 	uplinkCounterIdCNT_FWD_PASS_OTHER_UPLINK  uplinkCounterId = 40
 	uplinkCounterIdCNT_PASS_NOT_UPLINK        uplinkCounterId = 41
-	uplinkCounterIdCNT_MAX                    uplinkCounterId = 42
+	uplinkCounterIdCNT_EGRESS_DAD_CONFINED    uplinkCounterId = 42
+	uplinkCounterIdCNT_MAX                    uplinkCounterId = 43
 )
 
 type uplinkEndpointFlags uint32
