@@ -3,6 +3,7 @@ package loader
 import (
 	"bytes"
 	"errors"
+	"net/netip"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -87,5 +88,65 @@ func checkAnswer(t *testing.T, name string, in, out []byte) {
 	}
 	if !tlla {
 		t.Errorf("%s: no TLLA option with the uplink MAC: %v", name, p.NA.Options)
+	}
+}
+
+// FuzzPortProgram feeds arbitrary frames from endpoint A's port to the
+// port program and checks what must hold for any input: the verdict is
+// pass, drop or redirect; a passed frame is unchanged; and only a frame
+// that is A's own (its MAC, and an IPv6 source A owns, or :: for DAD) is
+// ever redirected, with nothing changed but the MACs and, routed, the hop
+// limit lowered by one.
+func FuzzPortProgram(f *testing.F) {
+	d := newForwardDataplane(f)
+	for _, c := range append(egressCases(), guardEgressCases()...) {
+		if c.setup == nil {
+			f.Add(c.in)
+		}
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if len(frame) < 14 {
+			return
+		}
+		opts := &ebpf.RunOptions{Data: append([]byte{}, frame...), DataOut: make([]byte, len(frame)+outputExtra), Repeat: 1}
+		ret, err := d.egress.TcEndpoint.Run(opts)
+		if errors.Is(err, unix.EINVAL) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := opts.DataOut
+		switch ret {
+		case tcNext:
+			if !bytes.Equal(frame, out) {
+				t.Fatalf("passed frame changed:\n  in % x\n out % x", frame, out)
+			}
+		case tcShot:
+		case tcRedirect:
+			checkPortRedirect(t, frame, out)
+		default:
+			t.Fatalf("verdict %d is neither pass, drop nor redirect", int32(ret))
+		}
+	})
+}
+
+func checkPortRedirect(t *testing.T, in, out []byte) {
+	t.Helper()
+	if !bytes.Equal(in[6:12], epAMAC) {
+		t.Fatalf("redirected a frame from MAC % x, not A's:\n% x", in[6:12], in)
+	}
+	if len(in) < 14+40 || in[12] != 0x86 || in[13] != 0xdd {
+		t.Fatalf("redirected a frame that is not IPv6:\n% x", in)
+	}
+	src, _ := netip.AddrFromSlice(in[14+8 : 14+24])
+	if src != epA && src != epALL && src != netip.IPv6Unspecified() {
+		t.Fatalf("redirected a frame from %s, not one of A's addresses:\n% x", src, in)
+	}
+	if len(out) != len(in) || !bytes.Equal(in[12:14+7], out[12:14+7]) || !bytes.Equal(in[14+8:], out[14+8:]) {
+		t.Fatalf("redirect changed more than MACs and hop limit:\n  in % x\n out % x", in, out)
+	}
+	if hin, hout := in[14+7], out[14+7]; hout != hin && hout != hin-1 {
+		t.Fatalf("hop limit %d became %d", hin, hout)
 	}
 }
