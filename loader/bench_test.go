@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -57,9 +58,18 @@ func BenchmarkTCUplink(b *testing.B) {
 // NS, it is timed one run per call; a frame left alone (drop, pass) runs
 // b.N repeats in one call. It runs on a thread in fwdNetns, whose FIB the
 // endpoint program consults.
-func benchmarkForward(b *testing.B, prog func(*Dataplane) *ebpf.Program, in []byte, rewritten bool) {
+func benchmarkForward(b *testing.B, prog func(*Dataplane) *ebpf.Program, in []byte, verdict uint32, counter string) {
 	ns := fwdNetns(b)
 	d := newForwardDataplane(b)
+	// The frame's interface in a test run (lo) for the uplink programs,
+	// the FIB's output interface for the port program.
+	suiteUplinkIndex = fwdUplinkIndex
+	if p := prog(d); p.Type() == ebpf.XDP || p == d.objs.TcUplink {
+		suiteUplinkIndex = 1
+	}
+	if err := d.SetUplink(forwardUplink()); err != nil {
+		b.Fatal(err)
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -75,7 +85,31 @@ func benchmarkForward(b *testing.B, prog func(*Dataplane) *ebpf.Program, in []by
 			panic(err) // a locked thread in the wrong namespace: stop
 		}
 	}()
-	benchPacket(b, prog(d), in, rewritten)
+	// The verdict the figure is for, checked once.
+	if err := checkVerdictOnly(d, prog(d), in, verdict, counter); err != nil {
+		b.Fatal(err)
+	}
+	benchPacket(b, prog(d), in, verdict == tcRedirect || verdict == xdpRedirect)
+}
+
+// checkVerdictOnly runs in once and checks its verdict and counter.
+func checkVerdictOnly(d *Dataplane, prog *ebpf.Program, in []byte, verdict uint32, counter string) error {
+	before, err := d.Counters()
+	if err != nil {
+		return err
+	}
+	ret, _, err := runIn(prog, in)
+	if err != nil {
+		return err
+	}
+	after, err := d.Counters()
+	if err != nil {
+		return err
+	}
+	if delta := counterDelta(before, after); ret != verdict || delta[counter] != 1 {
+		return fmt.Errorf("verdict %d, counters %v: want %d and %s", int32(ret), delta, int32(verdict), counter)
+	}
+	return nil
 }
 
 func BenchmarkForward(b *testing.B) {
@@ -86,19 +120,20 @@ func BenchmarkForward(b *testing.B) {
 	spoofed := fromA(remote, protoUDP, 64, udp(1000))
 	spoofed.src = epOther
 	for _, c := range []struct {
-		name      string
-		prog      func(*Dataplane) *ebpf.Program
-		in        []byte
-		rewritten bool
+		name    string
+		prog    func(*Dataplane) *ebpf.Program
+		in      []byte
+		verdict uint32
+		counter string
 	}{
-		{"xdp_uplink/redirect", xdp, toA, true},
-		{"xdp_uplink/not_local", xdp, fromRouter(deadAddr, protoUDP, 64, udp(1000)).bytes(), false},
-		{"tc_uplink/redirect_peer", tc, toA, true},
-		{"tc_uplink/not_local", tc, fromRouter(deadAddr, protoUDP, 64, udp(1000)).bytes(), false},
-		{"tc_endpoint/local", ep, fromA(epB, protoUDP, 64, udp(1000)).bytes(), true},
-		{"tc_endpoint/fib", ep, fromA(remote, protoUDP, 64, udp(1000)).bytes(), true},
-		{"tc_endpoint/spoof_drop", ep, spoofed.bytes(), false},
+		{"xdp_uplink/redirect", xdp, toA, xdpRedirect, "fwd_redirected"},
+		{"xdp_uplink/not_local", xdp, fromRouter(deadAddr, protoUDP, 64, udp(1000)).bytes(), xdpPass, "fwd_pass_not_local"},
+		{"tc_uplink/redirect_peer", tc, toA, tcRedirect, "fwd_redirected"},
+		{"tc_uplink/not_local", tc, fromRouter(deadAddr, protoUDP, 64, udp(1000)).bytes(), tcNext, "fwd_pass_not_local"},
+		{"tc_endpoint/local", ep, fromA(epB, protoUDP, 64, udp(1000)).bytes(), tcRedirect, "egress_local"},
+		{"tc_endpoint/fib", ep, fromA(remote, protoUDP, 64, udp(1000)).bytes(), tcRedirect, "egress_fib"},
+		{"tc_endpoint/spoof_drop", ep, spoofed.bytes(), tcShot, "egress_spoof_drop"},
 	} {
-		b.Run(c.name, func(b *testing.B) { benchmarkForward(b, c.prog, c.in, c.rewritten) })
+		b.Run(c.name, func(b *testing.B) { benchmarkForward(b, c.prog, c.in, c.verdict, c.counter) })
 	}
 }
