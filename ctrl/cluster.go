@@ -354,3 +354,15 @@ func (s Store) remove(name string) error {
 	}
 	return err
 }
+
+// networksChanged announces the prefixes of the networks served now: a
+// network found under --network-parent is announced from the moment it is
+// served, and withdrawn when its bridge loses its address.
+func (c *cluster) networksChanged(nets []Network) {
+	if c == nil || c.speaker == nil {
+		return
+	}
+	if err := c.speaker.SetPrefixes(c.cfg.Cluster.ownWith(c.cfg, nets)); err != nil {
+		slog.Warn("bgp: announcing the networks", "err", err)
+	}
+}

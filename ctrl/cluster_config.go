@@ -33,9 +33,13 @@ func (c Cluster) BGP() bool { return len(c.BGPRouters) > 0 }
 // own returns the prefixes this host's containers live in: every
 // network's (the first is fixed-cidr-v6), and the announced aggregate.
 // Valid after Validate has parsed the networks.
-func (c Cluster) own(r *Resolved) []netip.Prefix {
+func (c Cluster) own(r *Resolved) []netip.Prefix { return c.ownWith(r, r.Networks) }
+
+// ownWith is own for the networks served now (with those found under
+// --network-parent).
+func (c Cluster) ownWith(r *Resolved, nets []Network) []netip.Prefix {
 	own := []netip.Prefix{r.Prefix}
-	for _, n := range r.Networks {
+	for _, n := range nets {
 		if n.Prefix != r.Prefix {
 			own = append(own, n.Prefix)
 		}

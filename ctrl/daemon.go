@@ -39,6 +39,8 @@ type Daemon struct {
 
 	eps     *lifecycle
 	metrics *metrics // nil without --metrics-addr
+	// cluster announces the networks' prefixes (nil: no BGP, no peers).
+	cluster *cluster
 	neigh   *neighTable
 }
 
@@ -119,6 +121,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		return err
 	}
 	defer cl.Close()
+	d.cluster = cl
 
 	sub, err := subscribeLinks()
 	if err != nil {
@@ -340,6 +343,7 @@ func (d *Daemon) hostChanged() bool {
 		}
 	}
 	d.setNetworks(nets)
+	d.cluster.networksChanged(nets)
 	d.eps.SetNames(d.bridgeNames())
 	if j, err := d.store.Journal(); err == nil {
 		for _, n := range nets[1:] {

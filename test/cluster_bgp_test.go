@@ -172,7 +172,8 @@ func testClusterRouted(t *testing.T, dp string) {
 		h := c.addHost(t, n, routedPrefix(n))
 		args := routedArgs(t, plan, h, dp)
 		if n == 2 {
-			args = append(args, "--metrics-addr", "[::1]:9662")
+			// Its engines' networks under its /48 are found, and announced.
+			args = append(args, "--metrics-addr", "[::1]:9662", "--network-parent", "2001:db8:2::/48")
 		}
 		if n == 1 && dp == "kernel" {
 			// Two routers, one of them never there: the other one's
@@ -246,6 +247,32 @@ func testClusterRouted(t *testing.T, dp string) {
 	if out, err := b.birdc("show", "protocols"); err != nil || strings.Count(out, "Established") != 2 {
 		t.Errorf("router: want two established dynamic sessions: %v\n%s", err, out)
 	}
+
+	// An engine makes a network under host 2's parent prefix: announced
+	// while its bridge has its gateway address, withdrawn when it goes.
+	engine := "v6np" + c.Tag
+	h2 := c.hosts[2]
+	for _, args := range [][]string{
+		{"ip", "link", "add", engine, "type", "bridge"},
+		{"ip", "addr", "add", "2001:db8:2:7::1/64", "dev", engine, "nodad"},
+		{"ip", "link", "set", engine, "up"},
+	} {
+		if out, err := topo.Run(h2.NS, args...); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	at = time.Now()
+	c.waitRouterRoute(t, "2001:db8:2:7::/64", 2, 10*time.Second)
+	t.Logf("host 2: the router has the found network's route %s after its bridge got its address", time.Since(at).Round(time.Millisecond))
+	if out, err := topo.Run(h2.NS, "ip", "addr", "del", "2001:db8:2:7::1/64", "dev", engine); err != nil {
+		t.Fatalf("removing the engine's gateway: %v: %s", err, out)
+	}
+	eventually(t, 10*time.Second, func() error {
+		if r := c.routerRoute("2001:db8:2:7::/64"); r != "" {
+			return fmt.Errorf("router still routes the gone network: %q", r)
+		}
+		return nil
+	})
 
 	// A third host joins: nothing changes on the router.
 	h3, started3 := addHost(3)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -221,11 +222,13 @@ func (sp *Speaker) backoff(addr string, wait time.Duration) {
 	}
 }
 
-func (sp *Speaker) paths() []*apiutil.Path {
+func (sp *Speaker) paths() []*apiutil.Path { return pathsFor(sp.cfg.Prefixes, sp.cfg.NextHop) }
+
+func pathsFor(prefixes []netip.Prefix, nextHop netip.Addr) []*apiutil.Path {
 	var out []*apiutil.Path
-	for _, p := range sp.cfg.Prefixes {
+	for _, p := range prefixes {
 		nlri, _ := bgppkt.NewIPAddrPrefix(p)
-		reach, _ := bgppkt.NewPathAttributeMpReachNLRI(bgppkt.RF_IPv6_UC, []bgppkt.PathNLRI{{NLRI: nlri}}, sp.cfg.NextHop)
+		reach, _ := bgppkt.NewPathAttributeMpReachNLRI(bgppkt.RF_IPv6_UC, []bgppkt.PathNLRI{{NLRI: nlri}}, nextHop)
 		out = append(out, &apiutil.Path{Family: bgppkt.RF_IPv6_UC, Nlri: nlri, Attrs: []bgppkt.PathAttributeInterface{
 			bgppkt.NewPathAttributeOrigin(bgppkt.BGP_ORIGIN_ATTR_TYPE_IGP), reach,
 		}})
@@ -319,6 +322,43 @@ func (sp *Speaker) SetWithdrawn(withdrawn bool) error {
 		return fmt.Errorf("announcing %v: %w", sp.cfg.Prefixes, err)
 	}
 	sp.withdrawn = withdrawn
+	go sp.onChange()
+	return nil
+}
+
+// SetPrefixes makes ps the announced prefixes: the new ones are announced
+// and the ones no longer in ps withdrawn (while the host is out of
+// service, only remembered for when it is back).
+func (sp *Speaker) SetPrefixes(ps []netip.Prefix) error {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	var added, gone []netip.Prefix
+	for _, p := range ps {
+		if !slices.Contains(sp.cfg.Prefixes, p) {
+			added = append(added, p)
+		}
+	}
+	for _, p := range sp.cfg.Prefixes {
+		if !slices.Contains(ps, p) {
+			gone = append(gone, p)
+		}
+	}
+	if len(added) == 0 && len(gone) == 0 {
+		return nil
+	}
+	if !sp.withdrawn {
+		if len(gone) > 0 {
+			if err := sp.srv.DeletePath(apiutil.DeletePathRequest{Paths: pathsFor(gone, sp.cfg.NextHop)}); err != nil {
+				return fmt.Errorf("withdrawing %v: %w", gone, err)
+			}
+		}
+		if len(added) > 0 {
+			if _, err := sp.srv.AddPath(apiutil.AddPathRequest{Paths: pathsFor(added, sp.cfg.NextHop)}); err != nil {
+				return fmt.Errorf("announcing %v: %w", added, err)
+			}
+		}
+	}
+	sp.cfg.Prefixes = append([]netip.Prefix(nil), ps...)
 	go sp.onChange()
 	return nil
 }
