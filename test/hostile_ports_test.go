@@ -28,12 +28,19 @@ func (h *hostile) unaddressedPort(t *testing.T) {
 	l := h.l
 	ns := h.NS("bare")
 	port := "vb" + h.Tag
-	h.MustRun(h.Host, "ip", "link", "add", port, "type", "veth", "peer", "name", "tb"+h.Tag)
+	// The highest unicast MAC for the port: a bridge without a MAC of
+	// its own set takes the lowest of its ports' (v6dp sets the bridge's
+	// only when BPF forwards), which would turn the gateway MAC the
+	// cases send to into a stale one.
+	h.MustRun(h.Host, "ip", "link", "add", port, "address", "fe:ff:ff:ff:ff:01", "type", "veth", "peer", "name", "tb"+h.Tag)
 	h.MustRun(h.Host, "ip", "link", "set", "tb"+h.Tag, "netns", ns)
 	h.MustRun(ns, "ip", "link", "set", "tb"+h.Tag, "name", "eth0")
 	h.Sysctl(ns, "net.ipv6.conf.eth0.accept_dad", "0")
 	h.MustRun(ns, "ip", "link", "set", "eth0", "up")
 	h.MustRun(h.Host, "ip", "link", "set", port, "master", "docker0", "up")
+	if mac, _ := ifaceAddrs(t, h.Host, "docker0"); mac.String() != l.GwMAC.String() {
+		t.Fatalf("the bridge's MAC changed from %s to %s when a port joined", l.GwMAC, mac)
+	}
 	bare := party{NS: ns, If: "eth0"}
 	bare.MAC, bare.LL = ifaceAddrs(t, ns, "eth0")
 	if h.guarded {
@@ -164,7 +171,7 @@ func (h *hostile) unaddressedPort(t *testing.T) {
 func (h *hostile) unresolvedPort(t *testing.T) {
 	l := h.l
 	port, far := "vu"+h.Tag, "tu"+h.Tag
-	h.MustRun(h.Host, "ip", "link", "add", port, "type", "veth", "peer", "name", far)
+	h.MustRun(h.Host, "ip", "link", "add", port, "address", "fe:ff:ff:ff:ff:02", "type", "veth", "peer", "name", far)
 	h.Defer(func() { _, _ = h.Run(h.Host, "ip", "link", "del", port) })
 	h.Sysctl(h.Host, "net.ipv6.conf."+far+".accept_dad", "0")
 	h.MustRun(h.Host, "ip", "link", "set", far, "up")
