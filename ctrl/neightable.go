@@ -85,8 +85,8 @@ func neighWant(need int) neighLimits {
 type neighTable struct {
 	// root is the sysctl tree: /proc/sys, a fake one in tests.
 	root string
-	// read reads the limits by netlink, from any namespace; nil: the
-	// kernel's (readNeighTable).
+	// read reads the limits and the entries in use by netlink, from any
+	// namespace (readNeighTable; a fake in tests).
 	read func() (neighLimits, int, error)
 	// now is the clock (tests).
 	now func() time.Time
@@ -95,6 +95,7 @@ type neighTable struct {
 	checked   time.Time   // when the limits were last read
 	told      bool        // the shared-table line was logged
 	toldShort bool        // the "too small" warning was logged
+	toldFail  bool        // a failed write was logged
 }
 
 func newNeighTable(root string) *neighTable {
@@ -178,29 +179,40 @@ func (n *neighTable) ensure(st Store, ports, addrs int) bool {
 	for i := range next {
 		next[i] = max(cur[i], want[i])
 	}
+	// Journaled first: a daemon that dies between the write and the
+	// journal must not lose the host's value. The value to restore is
+	// what the host had before v6dp first set it, or what someone set
+	// since v6dp did (theirs wins).
 	if j.SysctlsSet == nil {
 		j.SysctlsSet = map[string]string{}
 	}
-	// The largest first, so that 1 <= 2 <= 3 holds at every step.
+	for i, k := range neighKeys {
+		if next[i] == cur[i] {
+			continue
+		}
+		if set, ok := j.SysctlsSet[k]; !ok || set != strconv.Itoa(cur[i]) {
+			j.Sysctls[k] = strconv.Itoa(cur[i])
+		}
+		j.SysctlsSet[k] = strconv.Itoa(next[i])
+	}
+	if err := st.SaveJournal(j); err != nil {
+		slog.Warn("raising the IPv6 neighbour table: the journal cannot record it", "err", err)
+		return false
+	}
+	// The largest first, so that 1 <= 2 <= 3 holds at every step. A
+	// write that fails leaves the journal saying v6dp set a value the
+	// sysctl does not hold: cleanup then leaves it alone.
 	for i := len(neighKeys) - 1; i >= 0; i-- {
 		if next[i] == cur[i] {
 			continue
 		}
-		k, old, v := neighKeys[i], strconv.Itoa(cur[i]), strconv.Itoa(next[i])
-		if err := writeSysctlAt(n.root, k, v); err != nil {
-			slog.Warn("raising the IPv6 neighbour table", "err", err)
+		if err := writeSysctlAt(n.root, neighKeys[i], strconv.Itoa(next[i])); err != nil {
+			if !n.toldFail {
+				slog.Warn("raising the IPv6 neighbour table", "err", err)
+				n.toldFail = true
+			}
 			next[i] = cur[i]
-			continue
 		}
-		// The value to restore: what the host had before v6dp first
-		// set it, or what someone set since v6dp did (theirs wins).
-		if set, ok := j.SysctlsSet[k]; !ok || set != old {
-			j.Sysctls[k] = old
-		}
-		j.SysctlsSet[k] = v
-	}
-	if err := st.SaveJournal(j); err != nil {
-		slog.Warn("journaling the neighbour table's old limits", "err", err)
 	}
 	if next == cur {
 		return false
