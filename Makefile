@@ -66,9 +66,11 @@ demo: deps build
 # medians of 3 runs with min and max, about 20 minutes. Exits non-zero when a
 # row fails its correctness gate (wrong answers, corrupted datagrams, lost
 # endpoints), never on a figure. V6DP_BENCH_QUICK=1: one small smoke run;
-# V6DP_BENCH_N=64, V6DP_BENCH_RUNS=1, V6DP_BENCH_ROWS=v6dp-tc,... narrow it.
+# V6DP_BENCH_N=64, V6DP_BENCH_RUNS=1, V6DP_BENCH_ROWS=v6dp-tc,... narrow it;
+# BENCH=Scale10k runs only that case (BENCH=NDPFlood, BENCH=Forward the others).
+BENCH ?= .
 bench: deps build
-	$(GO) test -count=1 -p 1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/bench/ -v
+	$(GO) test -count=1 -p 1 -timeout 60m -run '^$$' -bench '$(BENCH)' -benchtime 1x ./test/bench/ -v
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
