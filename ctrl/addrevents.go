@@ -95,8 +95,16 @@ func (s *addrSub) read() {
 		if err != nil {
 			continue
 		}
-		for _, m := range msgs {
+		for i := range msgs {
+			m := &msgs[i]
 			if m.Header.Type == unix.RTM_NEWADDR || m.Header.Type == unix.RTM_DELADDR {
+				if a, _, ok := parseAddrMsg(m); ok && nsid == hostNsid && a.Addr.IsLinkLocalUnicast() {
+					// The host's link-local addresses (a new port's,
+					// before its IPv6 goes off) are nobody's endpoint
+					// and name no network: re-reading the host's
+					// addresses for each of thousands cost O(n^2).
+					continue
+				}
 				select {
 				case s.nsids <- nsid:
 				case <-s.done:

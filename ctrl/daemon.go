@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/v6dp/v6dp/ctrl/rules"
 )
@@ -38,6 +37,7 @@ type Daemon struct {
 	ops      *ops // repairs, following the uplink and bridge (repair.go)
 
 	eps     *lifecycle
+	proxy   proxyTables
 	metrics *metrics // nil without --metrics-addr
 	// cluster announces the networks' prefixes (nil: no BGP, no peers).
 	cluster *cluster
@@ -46,6 +46,7 @@ type Daemon struct {
 
 // RunDaemon sets the host up, then reconciles until ctx ends.
 func RunDaemon(ctx context.Context, r *Resolved) error {
+	defer startCPUProfile()()
 	st := Store{Dir: r.StateDir}
 	// Check what can be checked before changing anything.
 	if _, err := CheckUplink(r.Uplink); err != nil {
@@ -83,7 +84,8 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{cfg: r, store: st, host: host, discs: map[string]*Discoverer{}, neigh: newNeighTable(sysctlRoot)}
+	d := &Daemon{cfg: r, store: st, host: host, discs: map[string]*Discoverer{}, neigh: newNeighTable(sysctlRoot),
+		proxy: proxyTables{}}
 	d.setNetworks(r.Networks)
 	d.eps = newLifecycle(sysKernel{d}, d.bridgeNames())
 	rt := &Runtime{PID: os.Getpid(), Started: time.Now().UTC(), Config: r.Config, Addressing: r.Addressing}
@@ -185,6 +187,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 				}
 			}
 			changed := false
+			nsids := make([]int, 0, len(dirty))
 			for n := range dirty {
 				if n == hostNsid {
 					// The host's own addresses: the reserved ones, and
@@ -195,7 +198,10 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 					changed = true
 					continue
 				}
-				changed = d.eps.Addrs(n) || changed
+				nsids = append(nsids, n)
+			}
+			if len(nsids) > 0 {
+				changed = d.eps.Addrs(nsids...) || changed
 			}
 			if changed {
 				d.eps.Apply()
@@ -206,20 +212,22 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 				sub.updates = nil
 				continue
 			}
-			changed := d.eps.Link(toLinkEvent(u))
-			// Drain what is queued so a burst costs one apply.
-			for more := true; more; {
+			// Drain what is queued so a burst costs one resolution of
+			// the new ports and one apply.
+			evs := []linkEvent{u}
+			for more := true; more && len(evs) < cap(sub.updates); {
 				select {
 				case u, ok := <-sub.updates:
 					if !ok {
 						sub.updates, more = nil, false
 						break
 					}
-					changed = d.eps.Link(toLinkEvent(u)) || changed
+					evs = append(evs, u)
 				default:
 					more = false
 				}
 			}
+			changed := d.eps.Links(evs)
 			if changed {
 				d.eps.Apply()
 			}
@@ -234,50 +242,6 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 			d.resync(true)
 		}
 	}
-}
-
-// linkSub is a subscription to the kernel's link events.
-type linkSub struct {
-	updates chan netlink.LinkUpdate
-	errs    chan error
-	done    chan struct{}
-}
-
-// linkEventBuffer is the socket buffer for link events: a burst of port
-// changes at thousands of containers overflows the default and the kernel
-// drops events (ENOBUFS).
-const linkEventBuffer = 8 << 20
-
-func subscribeLinks() (*linkSub, error) {
-	s := &linkSub{updates: make(chan netlink.LinkUpdate, 4096), errs: make(chan error, 1), done: make(chan struct{})}
-	err := netlink.LinkSubscribeWithOptions(s.updates, s.done, netlink.LinkSubscribeOptions{
-		ReceiveBufferSize:      linkEventBuffer,
-		ReceiveBufferForceSize: true,
-		ErrorCallback: func(err error) {
-			select {
-			case s.errs <- err:
-			default:
-			}
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("subscribing to link events: %w", err)
-	}
-	return s, nil
-}
-
-func (s *linkSub) close() {
-	select {
-	case <-s.done:
-	default:
-		close(s.done)
-	}
-}
-
-func toLinkEvent(u netlink.LinkUpdate) linkEvent {
-	a := u.Link.Attrs()
-	return linkEvent{Index: a.Index, Name: a.Name, Master: a.MasterIndex, Veth: u.Link.Type() == "veth",
-		Deleted: u.Header.Type == unix.RTM_DELLINK}
 }
 
 // hostAddrs returns every IPv6 address of this namespace's interfaces.
@@ -313,6 +277,7 @@ func (d *Daemon) resync(periodic bool) {
 		}
 	}
 	d.hostChanged()
+	d.proxy.relist()
 	if d.eps.Resync(periodic) {
 		d.eps.Apply()
 	}
@@ -386,9 +351,22 @@ type sysKernel struct{ d *Daemon }
 // Scan scans every network; an engine's bridge that does not exist yet
 // has no ports (it is adopted when it appears).
 func (k sysKernel) Scan() ([]Endpoint, error) {
+	// One dump of the host's links and one read of each container's
+	// namespace for all networks.
+	links, err := linkList()
+	if err != nil {
+		return nil, err
+	}
+	var views *nsViews
 	var all []Endpoint
 	for _, n := range k.d.nets {
-		eps, err := k.d.discs[n.Bridge].Scan()
+		disc := k.d.discs[n.Bridge]
+		if views == nil {
+			if views, err = disc.views(); err != nil {
+				return nil, err
+			}
+		}
+		eps, err := disc.scanIn(links, views)
 		var nf netlink.LinkNotFoundError
 		if n.Engine && errors.As(err, &nf) {
 			continue
@@ -456,17 +434,7 @@ func (k sysKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) erro
 	d := k.d
 	var errs []error
 	if d.cfg.NDPProxy && d.host.Uplink != nil {
-		for _, n := range d.nets {
-			in := map[netip.Addr]bool{}
-			for a := range want {
-				if n.Prefix.Contains(a) {
-					in[a] = true
-				}
-			}
-			if _, _, err := SyncProxy(d.uplinkIndex(n), n.Prefix, in); err != nil {
-				errs = append(errs, fmt.Errorf("proxy entries of %s: %w", n.Bridge, err))
-			}
-		}
+		errs = append(errs, d.proxy.sync(d.nets, d.uplinkIndex, want))
 	}
 	if d.accel != nil {
 		if err := d.accel.Sync(eps); err != nil {

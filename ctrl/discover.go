@@ -88,13 +88,37 @@ var ErrSameNetns = errors.New("the veth's far end is in the host's own namespace
 // holds the namespace: one in Dirs, else a process's. Files are re-queried
 // only when their inode changes.
 func (d *Discoverer) nsidPaths() map[int]string {
-	out := d.dirPaths()
+	out := d.dirPaths(true)
 	d.procPaths(out)
 	return out
 }
 
-// dirPaths is nsidPaths from the files in Dirs alone.
-func (d *Discoverer) dirPaths() map[int]string {
+// pathsFor returns nsidPaths as far as needed to name the namespaces ids:
+// the cached files first, then the files asked again, then the processes.
+func (d *Discoverer) pathsFor(ids []int) map[int]string {
+	paths := d.dirPaths(false)
+	missing := func() bool {
+		for _, id := range ids {
+			if _, ok := paths[id]; !ok && id >= 0 {
+				return true
+			}
+		}
+		return false
+	}
+	if missing() {
+		paths = d.dirPaths(true)
+		if missing() {
+			d.procPaths(paths)
+		}
+	}
+	return paths
+}
+
+// dirPaths is nsidPaths from the files in Dirs alone. A file whose
+// namespace has no id here is asked again only with retry (when a port
+// names an id no file is known for): the directories of a busy host hold
+// many namespaces that have nothing to do with the bridge.
+func (d *Discoverer) dirPaths(retry bool) map[int]string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.files == nil {
@@ -115,7 +139,7 @@ func (d *Discoverer) dirPaths() map[int]string {
 			}
 			seen[p] = true
 			f, ok := d.files[p]
-			if !ok || f.ino != st.Ino || f.nsid < 0 {
+			if !ok || f.ino != st.Ino || f.nsid < 0 && retry {
 				f = nsFile{ino: st.Ino, nsid: nsidOf(p)}
 				d.files[p] = f
 			}
@@ -202,14 +226,20 @@ func nsidOf(path string) int {
 
 // Ports returns the veth ports of the bridge.
 func (d *Discoverer) Ports() ([]netlink.Link, error) {
-	br, err := netlink.LinkByName(d.Bridge)
+	links, err := linkList()
 	if err != nil {
-		return nil, fmt.Errorf("bridge %s: %w", d.Bridge, err)
+		return nil, err
 	}
+	return d.portsIn(links)
+}
+
+// linkList dumps this namespace's links. A dump that races with link
+// changes (containers starting by the hundred) comes back marked
+// interrupted and may be inconsistent: take a fresh one rather than act
+// on it.
+func linkList() ([]netlink.Link, error) {
 	var links []netlink.Link
-	// A dump that races with link changes (containers starting by the
-	// hundred) comes back marked interrupted and may be inconsistent:
-	// take a fresh one rather than act on it.
+	var err error
 	for try := 0; ; try++ {
 		links, err = netlink.LinkList()
 		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == 10 {
@@ -219,9 +249,23 @@ func (d *Discoverer) Ports() ([]netlink.Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing links: %w", err)
 	}
+	return links, nil
+}
+
+// portsIn picks the bridge's veth ports out of a link dump.
+func (d *Discoverer) portsIn(links []netlink.Link) ([]netlink.Link, error) {
+	br := -1
+	for _, l := range links {
+		if l.Attrs().Name == d.Bridge {
+			br = l.Attrs().Index
+		}
+	}
+	if br < 0 {
+		return nil, fmt.Errorf("bridge %s: %w", d.Bridge, netlink.LinkNotFoundError{})
+	}
 	var out []netlink.Link
 	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Attrs().Index && l.Type() == "veth" {
+		if l.Attrs().MasterIndex == br && l.Type() == "veth" {
 			out = append(out, l)
 		}
 	}
@@ -233,27 +277,50 @@ func (d *Discoverer) Ports() ([]netlink.Link, error) {
 // bridge or the link list, and then nothing is returned: callers must not
 // mistake a failed scan for an empty bridge.
 func (d *Discoverer) Scan() ([]Endpoint, error) {
-	ports, err := d.Ports()
+	links, err := linkList()
 	if err != nil {
 		return nil, err
 	}
-	paths := d.dirPaths()
-	for _, p := range ports {
-		if _, ok := paths[p.Attrs().NetNsID]; !ok && p.Attrs().NetNsID >= 0 {
-			d.procPaths(paths)
-			break
-		}
+	views, err := d.views()
+	if err != nil {
+		return nil, err
 	}
-	eps := make([]Endpoint, 0, len(ports))
-	for _, p := range ports {
-		ep, err := d.resolve(p, paths)
-		ep.Err = err
-		eps = append(eps, *ep)
+	return d.scanIn(links, views)
+}
+
+// scanIn is Scan over a link dump, reading each far end's namespace once
+// for all its ports (views).
+func (d *Discoverer) scanIn(links []netlink.Link, views *nsViews) ([]Endpoint, error) {
+	ports, err := d.portsIn(links)
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(eps, func(i, j int) bool {
-		return eps[i].Name < eps[j].Name || eps[i].Name == eps[j].Name && eps[i].HostIf < eps[j].HostIf
+	eps := d.resolveAll(ports, views)
+	out := make([]Endpoint, len(eps))
+	for i, ep := range eps {
+		out[i] = *ep
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Name < out[j].Name || out[i].Name == out[j].Name && out[i].HostIf < out[j].HostIf
 	})
-	return eps, nil
+	return out, nil
+}
+
+// resolveAll resolves ports (veth ports of the bridge), each namespace
+// read once (views); a port that could not be resolved has Err set.
+func (d *Discoverer) resolveAll(ports []netlink.Link, views *nsViews) []*Endpoint {
+	ids := make([]int, 0, len(ports))
+	for _, p := range ports {
+		ids = append(ids, p.Attrs().NetNsID)
+	}
+	paths := d.pathsFor(ids)
+	out := make([]*Endpoint, 0, len(ports))
+	for _, p := range ports {
+		ep, err := d.resolve(p, paths, views)
+		ep.Err = err
+		out = append(out, ep)
+	}
+	return out
 }
 
 // Port resolves one port by interface index. A link that is not (or no
@@ -271,14 +338,66 @@ func (d *Discoverer) Port(index int) (*Endpoint, error) {
 	if l.Attrs().MasterIndex != br.Attrs().Index || l.Type() != "veth" {
 		return nil, fmt.Errorf("%s: %w", l.Attrs().Name, ErrNotPort)
 	}
-	paths := d.dirPaths()
-	if _, ok := paths[l.Attrs().NetNsID]; !ok {
-		d.procPaths(paths)
+	views, err := d.views()
+	if err != nil {
+		return nil, err
 	}
-	return d.resolve(l, paths)
+	ep := d.resolveAll([]netlink.Link{l}, views)[0]
+	return ep, ep.Err
 }
 
-func (d *Discoverer) resolve(l netlink.Link, paths map[int]string) (*Endpoint, error) {
+// nsViews reads the far ends' namespaces for one batch of resolutions:
+// each namespace's links and addresses once, however many ports lead
+// there (a dump each, by namespace id).
+type nsViews struct {
+	route *nsidRoute
+	byID  map[int]*nsView
+}
+
+// nsView is one namespace as read: its links and addresses by ifindex,
+// or why it could not be read.
+type nsView struct {
+	links map[int]nsLink
+	addrs map[int][]nsAddr
+	err   error
+}
+
+// views returns a fresh set of namespace reads on d's rtnetlink socket.
+func (d *Discoverer) views() (*nsViews, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.route == nil {
+		r, err := newNsidRoute()
+		if err != nil {
+			return nil, err
+		}
+		d.route = r
+	}
+	return &nsViews{route: d.route, byID: map[int]*nsView{}}, nil
+}
+
+func (v *nsViews) get(nsid int) *nsView {
+	if w, ok := v.byID[nsid]; ok {
+		return w
+	}
+	w := &nsView{}
+	v.byID[nsid] = w
+	if w.links, w.err = v.route.Links(nsid); w.err != nil {
+		return w
+	}
+	list, err := v.route.Addrs(nsid, 0)
+	if err != nil {
+		w.err = err
+		return w
+	}
+	w.addrs = map[int][]nsAddr{}
+	for _, a := range list {
+		w.addrs[a.Index] = append(w.addrs[a.Index], a)
+	}
+	return w
+}
+
+func (d *Discoverer) resolve(l netlink.Link, paths map[int]string, views *nsViews) (*Endpoint, error) {
 	a := l.Attrs()
 	// MACs are copied: netlink's slices pin whole receive buffers.
 	ep := &Endpoint{HostIf: a.Name, HostIndex: a.Index, HostMAC: bytes.Clone(a.HardwareAddr), NetnsID: a.NetNsID,
@@ -292,7 +411,7 @@ func (d *Discoverer) resolve(l netlink.Link, paths map[int]string) (*Endpoint, e
 	} else {
 		ep.Name = fmt.Sprintf("netnsid-%d", a.NetNsID)
 	}
-	err := d.resolveByNsid(ep, a.NetNsID, a.ParentIndex)
+	err := d.resolveByNsid(ep, views.get(a.NetNsID), a.NetNsID, a.ParentIndex)
 	if err == nil || isGone(err) || ep.Netns == "" {
 		return ep, err
 	}
@@ -309,29 +428,20 @@ func nsName(path string) string {
 	return filepath.Base(path)
 }
 
-// resolveByNsid reads the far end and its addresses by namespace id.
-func (d *Discoverer) resolveByNsid(ep *Endpoint, nsid, peerIndex int) error {
-	d.mu.Lock()
-	if d.route == nil {
-		r, err := newNsidRoute()
-		if err != nil {
-			d.mu.Unlock()
-			return err
-		}
-		d.route = r
+// resolveByNsid takes the far end and its addresses from the read of its
+// namespace (by id).
+func (d *Discoverer) resolveByNsid(ep *Endpoint, view *nsView, nsid, peerIndex int) error {
+	if view.err != nil {
+		return fmt.Errorf("port %s: netnsid %d: %w", ep.HostIf, nsid, view.err)
 	}
-	r := d.route
-	d.mu.Unlock()
-	peer, err := r.Link(nsid, peerIndex)
-	if err != nil {
-		return fmt.Errorf("port %s: peer %d in netnsid %d: %w", ep.HostIf, peerIndex, nsid, err)
+	peer, ok := view.links[peerIndex]
+	if !ok {
+		// Not gone: the far end may be on its way into the namespace
+		// (a retry reads it again).
+		return fmt.Errorf("port %s: peer %d not (yet) in netnsid %d", ep.HostIf, peerIndex, nsid)
 	}
-	pa := peer.Attrs()
-	ep.PeerIf, ep.MAC, ep.MTU = pa.Name, bytes.Clone(pa.HardwareAddr), pa.MTU
-	addrs, err := r.Addrs(nsid, peerIndex)
-	if err != nil {
-		return fmt.Errorf("port %s: addresses in netnsid %d: %w", ep.HostIf, nsid, err)
-	}
+	ep.PeerIf, ep.MAC, ep.MTU = peer.Name, net.HardwareAddr(bytes.Clone(peer.MAC)), peer.MTU
+	addrs := view.addrs[peerIndex]
 	ep.Addrs, ep.Held, ep.Refused = d.usable(addrs)
 	ep.LinkLocal = peerLinkLocal(addrs, ep.MAC)
 	return nil

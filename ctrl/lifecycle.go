@@ -1,6 +1,7 @@
 package ctrl
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -103,21 +104,38 @@ func newLifecycle(k kernel, bridges []string) *lifecycle {
 
 // Link handles one link event and reports whether the endpoint set may
 // have changed (Apply is due).
-func (l *lifecycle) Link(ev linkEvent) bool {
+func (l *lifecycle) Link(ev linkEvent) bool { return l.Links([]linkEvent{ev}) }
+
+// Links handles a burst of link events at once: the new ports are
+// resolved together (one read of each namespace), not one by one.
+func (l *lifecycle) Links(evs []linkEvent) bool {
+	changed, due := false, false
+	for _, ev := range evs {
+		c, d := l.link(ev)
+		changed, due = changed || c, due || d
+	}
+	if due {
+		changed = l.Retry() || changed
+	}
+	return changed
+}
+
+// link handles one link event; due: a new port waits to be resolved.
+func (l *lifecycle) link(ev linkEvent) (changed, due bool) {
 	idx := ev.Index
 	if _, ok := l.bridges[idx]; ok {
 		if ev.Deleted {
 			delete(l.bridges, idx)
 		}
 		// The bridge's MAC and MTU are part of what BPF forwards with.
-		return true
+		return true, false
 	}
 	if l.names[ev.Name] && !ev.Deleted {
 		// A served bridge appeared (an engine made its network): adopt
 		// it and whatever ports it already has.
 		l.bridges[idx] = ev.Name
 		l.Resync(false)
-		return true
+		return true, false
 	}
 	gone := ev.Deleted
 	if _, served := l.bridges[ev.Master]; !gone && (!served || !ev.Veth) {
@@ -129,10 +147,10 @@ func (l *lifecycle) Link(ev linkEvent) bool {
 		_, known := l.found[idx]
 		_, waiting := l.pending[idx]
 		if !known && !waiting {
-			return false
+			return false, false
 		}
 		if is, err := l.k.IsPort(idx); err == nil && is || err != nil && !isGone(err) {
-			return false
+			return false, false
 		}
 		gone = true
 	}
@@ -140,22 +158,25 @@ func (l *lifecycle) Link(ev linkEvent) bool {
 		delete(l.pending, idx)
 		if _, ok := l.found[idx]; ok {
 			delete(l.found, idx)
-			return true
+			return true, false
 		}
-		return false
+		return false, false
 	}
 	if _, known := l.found[idx]; known {
-		return false
+		return false, false
 	}
 	if _, waiting := l.pending[idx]; waiting {
-		return false
+		return false, false
 	}
+	// At once: on a port whose IPv6 is up (its link-local address and
+	// routes made), turning it off walks the host's routes, which at
+	// 10,000 ports is milliseconds a port.
 	if err := l.k.PreparePort(ev.Name); err != nil && !isGone(err) {
 		slog.Warn("port ipv6 off", "port", ev.Name, "err", err)
 	}
 	now := l.now()
 	l.pending[idx] = retry{next: now, deadline: now.Add(retryFor), delay: retryFirst}
-	return l.Retry()
+	return false, true
 }
 
 // SetNames sets the names of the served bridges and takes up those that
@@ -179,15 +200,25 @@ func (l *lifecycle) SetBridge(idx int, name string) {
 	l.bridges[idx] = name
 }
 
-// Addrs handles an address change in the namespace nsid: every port
-// leading there is read again. It reports whether Apply is due.
-func (l *lifecycle) Addrs(nsid int) bool {
+// Addrs handles address changes in the namespaces nsids: every port
+// leading there is read again, each namespace once. It reports whether
+// Apply is due.
+func (l *lifecycle) Addrs(nsids ...int) bool {
 	changed := false
+	dirty := make(map[int]bool, len(nsids))
+	for _, n := range nsids {
+		dirty[n] = true
+	}
+	var idxs []int
 	for idx, ep := range l.found {
-		if ep.NetnsID != nsid {
-			continue
+		if dirty[ep.NetnsID] {
+			idxs = append(idxs, idx)
 		}
-		fresh, err := l.k.Port(idx)
+	}
+	res := l.resolve(idxs)
+	for _, idx := range idxs {
+		ep := l.found[idx]
+		fresh, err := res[idx].ep, res[idx].err
 		switch {
 		case err != nil && isGone(err):
 			delete(l.found, idx)
@@ -236,11 +267,16 @@ func (l *lifecycle) Pending() bool { return len(l.pending) > 0 }
 func (l *lifecycle) Retry() bool {
 	now := l.now()
 	changed := false
+	var due []int
 	for idx, r := range l.pending {
-		if now.Before(r.next) {
-			continue
+		if !now.Before(r.next) {
+			due = append(due, idx)
 		}
-		ep, err := l.k.Port(idx)
+	}
+	res := l.resolve(due)
+	for _, idx := range due {
+		r := l.pending[idx]
+		ep, err := res[idx].ep, res[idx].err
 		switch {
 		case err == nil:
 			if old, ok := l.found[idx]; !ok || !sameEndpoint(old, ep) {
@@ -269,6 +305,28 @@ func (l *lifecycle) Retry() bool {
 		l.pending[idx] = r
 	}
 	return changed
+}
+
+// resolve resolves ports, all at once where the kernel can.
+func (l *lifecycle) resolve(idxs []int) map[int]resolution {
+	if len(idxs) == 0 {
+		return nil
+	}
+	if bk, ok := l.k.(batchKernel); ok {
+		out := bk.Resolve(idxs)
+		for _, idx := range idxs {
+			if r, ok := out[idx]; !ok || r.ep == nil && r.err == nil {
+				out[idx] = resolution{err: fmt.Errorf("port ifindex %d: not resolved", idx)}
+			}
+		}
+		return out
+	}
+	out := make(map[int]resolution, len(idxs))
+	for _, idx := range idxs {
+		ep, err := l.k.Port(idx)
+		out[idx] = resolution{ep: ep, err: err}
+	}
+	return out
 }
 
 // Resync rebuilds the endpoint set from a full scan. A failed scan keeps

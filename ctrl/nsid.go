@@ -116,27 +116,6 @@ func s32(v int) []byte {
 	return b
 }
 
-// Link returns the link with index in the namespace nsid.
-func (r *nsidRoute) Link(nsid, index int) (netlink.Link, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(index)
-	payload := append(msg.Serialize(), attr(unix.IFLA_TARGET_NETNSID, s32(nsid))...)
-	msgs, err := r.do(unix.RTM_GETLINK, 0, payload)
-	if err != nil {
-		if errors.Is(err, unix.ENODEV) {
-			return nil, netlink.LinkNotFoundError{}
-		}
-		return nil, err
-	}
-	if len(msgs) == 0 {
-		return nil, netlink.LinkNotFoundError{}
-	}
-	h := msgs[0].Header
-	return netlink.LinkDeserialize(&unix.NlMsghdr{Len: h.Len, Type: h.Type, Flags: h.Flags, Seq: h.Seq, Pid: h.Pid}, msgs[0].Data)
-}
-
 // nsAddr is one IPv6 address of an interface in another namespace.
 type nsAddr struct {
 	Index int
@@ -221,4 +200,64 @@ func parseAddrMsg(m *syscall.NetlinkMessage) (a nsAddr, target int, ok bool) {
 		a.Addr = local
 	}
 	return a, target, a.Addr.IsValid()
+}
+
+// nsLink is what a port's far end contributes to its endpoint.
+type nsLink struct {
+	Name string
+	MAC  []byte
+	MTU  int
+}
+
+// Links dumps the links of the namespace nsid, by ifindex: one dump for
+// every far end there, read as little as the endpoints need.
+func (r *nsidRoute) Links(nsid int) (map[int]nsLink, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	payload := append(msg.Serialize(), attr(unix.IFLA_TARGET_NETNSID, s32(nsid))...)
+	var msgs []syscall.NetlinkMessage
+	var err error
+	for try := 0; try < 10; try++ {
+		if msgs, err = r.do(unix.RTM_GETLINK, unix.NLM_F_DUMP, payload); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]nsLink, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Header.Type != unix.RTM_NEWLINK || len(m.Data) < unix.SizeofIfInfomsg {
+			continue
+		}
+		attrs, err := syscall.ParseNetlinkRouteAttr(m)
+		if err != nil {
+			continue
+		}
+		var l nsLink
+		target := -1
+		for _, at := range attrs {
+			switch at.Attr.Type {
+			case unix.IFLA_IFNAME:
+				l.Name = string(bytes.TrimRight(at.Value, "\x00"))
+			case unix.IFLA_ADDRESS:
+				l.MAC = bytes.Clone(at.Value)
+			case unix.IFLA_MTU:
+				if len(at.Value) >= 4 {
+					l.MTU = int(binary.NativeEndian.Uint32(at.Value))
+				}
+			case unix.IFLA_TARGET_NETNSID:
+				if len(at.Value) >= 4 {
+					target = int(int32(binary.NativeEndian.Uint32(at.Value)))
+				}
+			}
+		}
+		if target != nsid {
+			return nil, ErrNoTargetNetnsid
+		}
+		out[int(int32(binary.NativeEndian.Uint32(m.Data[4:8])))] = l
+	}
+	return out, nil
 }

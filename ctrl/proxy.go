@@ -68,3 +68,127 @@ func SyncProxy(uplinkIndex int, prefix netip.Prefix, want map[netip.Addr]bool) (
 	}
 	return added, removed, errors.Join(errs...)
 }
+
+// proxyTable keeps the kernel proxy entries on the uplink equal to the
+// live addresses without listing them each time: it remembers what it
+// put in, adds and removes the difference, and lists (and prunes what is
+// stale, per prefix) only on its first sync and when asked (the periodic
+// resync). An entry someone else deletes comes back through the repairs
+// (ops.repairProxies, on the kernel's delete event).
+type proxyTable struct {
+	uplink int
+	have   map[netip.Addr]bool
+	full   bool // list and prune at the next sync
+	h      *netlink.Handle
+}
+
+func newProxyTable() *proxyTable { return &proxyTable{full: true} }
+
+// relist makes the next sync list the kernel's entries.
+func (p *proxyTable) relist() { p.full = true }
+
+// sync makes the entries on uplink equal to want; prefixes are the
+// networks' (a full sync prunes stale entries inside them).
+func (p *proxyTable) sync(uplink int, prefixes []netip.Prefix, want map[netip.Addr]bool) error {
+	if uplink != p.uplink {
+		p.uplink, p.full = uplink, true
+	}
+	if p.full {
+		var errs []error
+		for _, pfx := range prefixes {
+			in := map[netip.Addr]bool{}
+			for a := range want {
+				if pfx.Contains(a) {
+					in[a] = true
+				}
+			}
+			if _, _, err := SyncProxy(uplink, pfx, in); err != nil {
+				errs = append(errs, fmt.Errorf("proxy entries of %s: %w", pfx, err))
+			}
+		}
+		p.have = make(map[netip.Addr]bool, len(want))
+		for a := range want {
+			p.have[a] = true
+		}
+		p.full = len(errs) > 0
+		return errors.Join(errs...)
+	}
+	if p.h == nil {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("proxy entries: %w", err)
+		}
+		p.h = h
+	}
+	var errs []error
+	added, removed := 0, 0
+	for a := range want {
+		if p.have[a] {
+			continue
+		}
+		if err := p.h.NeighAdd(proxyNeigh(uplink, a)); err != nil && !errors.Is(err, unix.EEXIST) {
+			errs = append(errs, fmt.Errorf("proxy entry %s: %w", a, err))
+			continue
+		}
+		p.have[a] = true
+		added++
+	}
+	for a := range p.have {
+		if want[a] {
+			continue
+		}
+		if err := p.h.NeighDel(proxyNeigh(uplink, a)); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("removing proxy entry %s: %w", a, err))
+			continue
+		}
+		delete(p.have, a)
+		removed++
+	}
+	if added+removed > 0 {
+		slog.Debug("proxy entries synced", "added", added, "removed", removed, "total", len(want))
+	}
+	if len(errs) > 0 {
+		p.full = true // list next time: what failed is unknown
+	}
+	return errors.Join(errs...)
+}
+
+// proxyTables are the proxy entries of every uplink, each network's on
+// its own uplink (--network BRIDGE=PREFIX@UPLINK).
+type proxyTables map[int]*proxyTable
+
+// sync makes each uplink's entries the addresses of want in the prefixes
+// of its networks (uplinkOf names a network's uplink ifindex).
+func (t proxyTables) sync(nets []Network, uplinkOf func(Network) int, want map[netip.Addr]bool) error {
+	prefixes := map[int][]netip.Prefix{}
+	for _, n := range nets {
+		idx := uplinkOf(n)
+		prefixes[idx] = append(prefixes[idx], n.Prefix)
+	}
+	var errs []error
+	for idx, pfxs := range prefixes {
+		in := make(map[netip.Addr]bool, len(want))
+		for a := range want {
+			for _, p := range pfxs {
+				if p.Contains(a) {
+					in[a] = true
+					break
+				}
+			}
+		}
+		pt := t[idx]
+		if pt == nil {
+			pt = newProxyTable()
+			t[idx] = pt
+		}
+		errs = append(errs, pt.sync(idx, pfxs, in))
+	}
+	return errors.Join(errs...)
+}
+
+// relist makes every uplink's next sync list the kernel's entries.
+func (t proxyTables) relist() {
+	for _, pt := range t {
+		pt.relist()
+	}
+}

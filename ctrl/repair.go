@@ -111,14 +111,22 @@ func (o *ops) watch() error {
 	routes := make(chan netlink.RouteUpdate, 256)
 	neighs := make(chan netlink.NeighUpdate, 256)
 	quiet := func(error) {}
+	// Thousands of ports joining at once are thousands of link, address
+	// and (proxy) neighbour events: with the default socket buffer they
+	// overflow, and every overflow is a full repair.
+	const buf = linkEventBuffer
 	var err error
-	if err = netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: quiet}); err != nil {
+	if err = netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: quiet,
+		ReceiveBufferSize: buf, ReceiveBufferForceSize: true}); err != nil {
 		err = fmt.Errorf("link events: %w", err)
-	} else if err = netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: quiet}); err != nil {
+	} else if err = netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: quiet,
+		ReceiveBufferSize: buf, ReceiveBufferForceSize: true}); err != nil {
 		err = fmt.Errorf("address events: %w", err)
-	} else if err = netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: quiet}); err != nil {
+	} else if err = netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: quiet,
+		ReceiveBufferSize: buf, ReceiveBufferForceSize: true}); err != nil {
 		err = fmt.Errorf("route events: %w", err)
-	} else if err = netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{ErrorCallback: quiet}); err != nil {
+	} else if err = netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{ErrorCallback: quiet,
+		ReceiveBufferSize: buf, ReceiveBufferForceSize: true}); err != nil {
 		err = fmt.Errorf("neighbour events: %w", err)
 	}
 	if err != nil {

@@ -1,0 +1,163 @@
+package ctrl
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// linkSub is a subscription to the kernel's link events, each read into
+// the little the lifecycle needs (linkEvent) on a socket of its own:
+// thousands of ports joining at once are tens of thousands of messages,
+// and a full decoding of each (netlink.LinkSubscribe) cost more than the
+// daemon's work for them, while its queue of decoded links filled and
+// the socket overflowed (ENOBUFS, then a full resync).
+type linkSub struct {
+	updates chan linkEvent
+	errs    chan error
+	done    chan struct{}
+}
+
+// linkEventBuffer is the socket buffer for link events: a burst of port
+// changes at thousands of containers overflows the default and the kernel
+// drops events (ENOBUFS). linkEventQueue is how many decoded events wait
+// for the daemon (a few dozen bytes each).
+const (
+	linkEventBuffer = 32 << 20
+	linkEventQueue  = 1 << 16
+)
+
+func subscribeLinks() (*linkSub, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("subscribing to link events: %w", err)
+	}
+	s := &linkSub{updates: make(chan linkEvent, linkEventQueue), errs: make(chan error, 1), done: make(chan struct{})}
+	tv := unix.NsecToTimeval(int64(250 * time.Millisecond))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("subscribing to link events: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, linkEventBuffer); err != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, linkEventBuffer)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: 1 << (unix.RTNLGRP_LINK - 1)}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("subscribing to link events: %w", err)
+	}
+	go s.read(fd)
+	return s, nil
+}
+
+func (s *linkSub) read(fd int) {
+	defer unix.Close(fd)
+	defer close(s.updates)
+	buf := make([]byte, 1<<20)
+	for {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			// ENOBUFS: events were lost; the daemon subscribes again
+			// and resyncs.
+			select {
+			case s.errs <- fmt.Errorf("link events: %w", err):
+			default:
+			}
+			return
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			continue
+		}
+		for i := range msgs {
+			ev, ok := parseLinkMsg(&msgs[i])
+			if !ok {
+				continue
+			}
+			select {
+			case s.updates <- ev:
+			case <-s.done:
+				return
+			}
+		}
+	}
+}
+
+func (s *linkSub) close() {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+}
+
+// parseLinkMsg reads an RTM_NEWLINK or RTM_DELLINK message: the index,
+// name, master and whether the link kind is veth. The bridge's own port
+// notifications (AF_BRIDGE) are skipped: they carry no link kind, and a
+// port's joining or leaving comes as the link's full message too.
+func parseLinkMsg(m *syscall.NetlinkMessage) (linkEvent, bool) {
+	var ev linkEvent
+	if (m.Header.Type != unix.RTM_NEWLINK && m.Header.Type != unix.RTM_DELLINK) || len(m.Data) < unix.SizeofIfInfomsg {
+		return ev, false
+	}
+	if m.Data[0] != unix.AF_UNSPEC {
+		// The bridge's port notifications (AF_BRIDGE): partial, and
+		// each comes with the link's own full message.
+		return ev, false
+	}
+	ev.Index = int(int32(binary.NativeEndian.Uint32(m.Data[4:8])))
+	ev.Deleted = m.Header.Type == unix.RTM_DELLINK
+	attrs, err := syscall.ParseNetlinkRouteAttr(m)
+	if err != nil {
+		return ev, false
+	}
+	for _, a := range attrs {
+		switch a.Attr.Type {
+		case unix.IFLA_IFNAME:
+			ev.Name = cString(a.Value)
+		case unix.IFLA_MASTER:
+			if len(a.Value) >= 4 {
+				ev.Master = int(binary.NativeEndian.Uint32(a.Value))
+			}
+		case unix.IFLA_LINKINFO:
+			ev.Veth = linkKind(a.Value) == "veth"
+		}
+	}
+	return ev, true
+}
+
+// linkKind is IFLA_INFO_KIND inside an IFLA_LINKINFO attribute.
+func linkKind(b []byte) string {
+	for len(b) >= unix.SizeofRtAttr {
+		l := int(binary.NativeEndian.Uint16(b[0:2]))
+		t := binary.NativeEndian.Uint16(b[2:4]) &^ unix.NLA_F_NESTED
+		if l < unix.SizeofRtAttr || l > len(b) {
+			return ""
+		}
+		if t == unix.IFLA_INFO_KIND {
+			return cString(b[unix.SizeofRtAttr:l])
+		}
+		b = b[min(len(b), (l+unix.RTA_ALIGNTO-1)&^(unix.RTA_ALIGNTO-1)):]
+	}
+	return ""
+}
+
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
