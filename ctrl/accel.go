@@ -33,6 +33,9 @@ type bpfAccel struct {
 	gateway netip.Addr
 	// conflicts are the port guard's conflicts logged last.
 	conflicts map[string]bool
+	// synced are the endpoints of the last Sync, for the ports' entries
+	// to be rewritten when a bridge port's flags change.
+	synced map[int]*Endpoint
 	stop      context.CancelFunc
 	done      chan struct{}
 }
@@ -62,6 +65,7 @@ func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
 		}
 	}
 	errs = append(errs, b.dp.SyncEndpoints(want), b.syncPorts(eps), b.fwd.attach(eps))
+	b.synced = eps
 	return errors.Join(errs...)
 }
 

@@ -227,9 +227,23 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 					more = false
 				}
 			}
+			// A bridge port's flags (isolated, locked) changed, or may
+			// have: the bridge's own port messages say so.
+			brport := false
+			links := evs[:0]
+			for _, ev := range evs {
+				if ev.BridgePort {
+					brport = true
+					continue
+				}
+				links = append(links, ev)
+			}
+			evs = links
 			changed := d.eps.Links(evs)
 			if changed {
 				d.eps.Apply()
+			} else if brport {
+				d.bridgePortsChanged()
 			}
 		case <-fast.C:
 			if d.eps.Pending() && d.eps.Retry() {

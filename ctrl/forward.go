@@ -95,10 +95,10 @@ func newForwarder(dp *loader.Dataplane, uplink loader.UplinkConfig, bridge int, 
 		}
 	}
 	f.ids[bridge] = 0
-	if enabled {
-		if err := pinBridgeMAC(bridge); err != nil {
-			slog.Warn("fixing the bridge MAC", "err", err)
-		}
+	// On every dataplane: the gateway's MAC must not change under the
+	// endpoints as ports come and go, whoever forwards.
+	if err := pinBridgeMAC(bridge); err != nil {
+		slog.Warn("fixing the bridge MAC", "err", err)
 	}
 	return f
 }
@@ -470,4 +470,18 @@ func bridgePortsBlocked() (map[int]bool, error) {
 		}
 	}
 	return out, nil
+}
+
+// bridgePortsChanged rewrites the ports' entries after a bridge port's
+// flags may have changed (the bridge's AF_BRIDGE link events): an
+// isolated or locked port stops being switched by BPF at once, not at the
+// next resync.
+func (d *Daemon) bridgePortsChanged() {
+	b, ok := d.accel.(*bpfAccel)
+	if !ok || b.synced == nil {
+		return
+	}
+	if err := b.syncPorts(b.synced); err != nil {
+		slog.Warn("rewriting the ports after a bridge port change", "err", err)
+	}
 }

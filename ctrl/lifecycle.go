@@ -48,6 +48,9 @@ type linkEvent struct {
 	Master  int  // master ifindex; 0 when the message has none
 	Veth    bool // link kind veth (false also when the message lacks it)
 	Deleted bool // RTM_DELLINK
+	// BridgePort: the bridge's own notification for one of its ports
+	// (AF_BRIDGE), only its index valid; not for the lifecycle.
+	BridgePort bool
 }
 
 // lifecycle decides which ports are endpoints and which addresses are

@@ -111,12 +111,17 @@ func parseLinkMsg(m *syscall.NetlinkMessage) (linkEvent, bool) {
 	if (m.Header.Type != unix.RTM_NEWLINK && m.Header.Type != unix.RTM_DELLINK) || len(m.Data) < unix.SizeofIfInfomsg {
 		return ev, false
 	}
+	ev.Index = int(int32(binary.NativeEndian.Uint32(m.Data[4:8])))
+	if m.Data[0] == unix.AF_BRIDGE {
+		// The bridge's port notifications: partial (a port's joining or
+		// leaving comes as the link's own full message too), but the
+		// only word of a port's flags changing (isolated, locked).
+		ev.BridgePort = true
+		return ev, true
+	}
 	if m.Data[0] != unix.AF_UNSPEC {
-		// The bridge's port notifications (AF_BRIDGE): partial, and
-		// each comes with the link's own full message.
 		return ev, false
 	}
-	ev.Index = int(int32(binary.NativeEndian.Uint32(m.Data[4:8])))
 	ev.Deleted = m.Header.Type == unix.RTM_DELLINK
 	attrs, err := syscall.ParseNetlinkRouteAttr(m)
 	if err != nil {
