@@ -36,8 +36,8 @@ type bpfAccel struct {
 	// synced are the endpoints of the last Sync, for the ports' entries
 	// to be rewritten when a bridge port's flags change.
 	synced map[int]*Endpoint
-	stop      context.CancelFunc
-	done      chan struct{}
+	stop   context.CancelFunc
+	done   chan struct{}
 }
 
 // Sync orders its steps so that no packet meets half a port: the networks
