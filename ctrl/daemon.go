@@ -36,8 +36,11 @@ type Daemon struct {
 	extraAnn []*Announcer
 	ops      *ops // repairs, following the uplink and bridge (repair.go)
 
-	eps     *lifecycle
-	proxy   proxyTables
+	eps   *lifecycle
+	proxy proxyTables
+	// fresh are the veths of the link events being handled, as their
+	// messages describe them (Resolve uses them instead of reading).
+	fresh   map[int]linkEvent
 	metrics *metrics // nil without --metrics-addr
 	// cluster announces the networks' prefixes (nil: no BGP, no peers).
 	cluster *cluster
@@ -85,7 +88,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		return err
 	}
 	d := &Daemon{cfg: r, store: st, host: host, discs: map[string]*Discoverer{}, neigh: newNeighTable(sysctlRoot),
-		proxy: proxyTables{}}
+		proxy: proxyTables{}, fresh: map[int]linkEvent{}}
 	d.setNetworks(r.Networks)
 	d.eps = newLifecycle(sysKernel{d}, d.bridgeNames())
 	rt := &Runtime{PID: os.Getpid(), Started: time.Now().UTC(), Config: r.Config, Addressing: r.Addressing}
@@ -239,7 +242,15 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 				links = append(links, ev)
 			}
 			evs = links
+			for _, ev := range evs {
+				if ev.host != nil {
+					d.fresh[ev.Index] = ev
+				} else {
+					delete(d.fresh, ev.Index)
+				}
+			}
 			changed := d.eps.Links(evs)
+			clear(d.fresh)
 			if changed {
 				d.eps.Apply()
 			} else if brport {

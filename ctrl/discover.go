@@ -28,6 +28,7 @@ type Endpoint struct {
 	HostIndex int              `json:"host_index"`
 	HostMAC   net.HardwareAddr `json:"-"`
 	PeerIf    string           `json:"peer_if,omitempty"`
+	PeerIndex int              `json:"-"` // the far end's ifindex in its namespace
 	MAC       net.HardwareAddr `json:"-"`
 	MTU       int              `json:"mtu"`
 	// Network is the bridge the port is on, Bridge its ifindex.
@@ -401,7 +402,7 @@ func (d *Discoverer) resolve(l netlink.Link, paths map[int]string, views *nsView
 	a := l.Attrs()
 	// MACs are copied: netlink's slices pin whole receive buffers.
 	ep := &Endpoint{HostIf: a.Name, HostIndex: a.Index, HostMAC: bytes.Clone(a.HardwareAddr), NetnsID: a.NetNsID,
-		Network: d.Bridge, Bridge: a.MasterIndex}
+		Network: d.Bridge, Bridge: a.MasterIndex, PeerIndex: a.ParentIndex}
 	if a.NetNsID < 0 {
 		// Both ends in this namespace: not a container's port.
 		return ep, fmt.Errorf("port %s: %w", a.Name, ErrSameNetns)

@@ -51,6 +51,10 @@ type linkEvent struct {
 	// BridgePort: the bridge's own notification for one of its ports
 	// (AF_BRIDGE), only its index valid; not for the lifecycle.
 	BridgePort bool
+	// host is the veth as the message describes it (the daemon's
+	// events; nil in tests), so that resolving a new port needs no read
+	// of the host's links.
+	host *hostLink
 }
 
 // lifecycle decides which ports are endpoints and which addresses are
@@ -218,7 +222,7 @@ func (l *lifecycle) Addrs(nsids ...int) bool {
 			idxs = append(idxs, idx)
 		}
 	}
-	res := l.resolve(idxs)
+	res := l.reread(idxs)
 	for _, idx := range idxs {
 		ep := l.found[idx]
 		fresh, err := res[idx].ep, res[idx].err
@@ -316,18 +320,37 @@ func (l *lifecycle) resolve(idxs []int) map[int]resolution {
 		return nil
 	}
 	if bk, ok := l.k.(batchKernel); ok {
-		out := bk.Resolve(idxs)
-		for _, idx := range idxs {
-			if r, ok := out[idx]; !ok || r.ep == nil && r.err == nil {
-				out[idx] = resolution{err: fmt.Errorf("port ifindex %d: not resolved", idx)}
-			}
-		}
-		return out
+		return complete(bk.Resolve(idxs), idxs)
 	}
 	out := make(map[int]resolution, len(idxs))
 	for _, idx := range idxs {
 		ep, err := l.k.Port(idx)
 		out[idx] = resolution{ep: ep, err: err}
+	}
+	return out
+}
+
+// reread resolves found ports again after address events: only their
+// namespaces are read where the kernel can.
+func (l *lifecycle) reread(idxs []int) map[int]resolution {
+	rk, ok := l.k.(refreshKernel)
+	if !ok || len(idxs) == 0 {
+		return l.resolve(idxs)
+	}
+	eps := make(map[int]*Endpoint, len(idxs))
+	for _, idx := range idxs {
+		eps[idx] = l.found[idx]
+	}
+	return complete(rk.Refresh(eps), idxs)
+}
+
+// complete gives every port of idxs a resolution, an error where the
+// kernel gave none.
+func complete(out map[int]resolution, idxs []int) map[int]resolution {
+	for _, idx := range idxs {
+		if r, ok := out[idx]; !ok || r.ep == nil && r.err == nil {
+			out[idx] = resolution{err: fmt.Errorf("port ifindex %d: not resolved", idx)}
+		}
 	}
 	return out
 }

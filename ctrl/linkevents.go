@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -123,6 +124,7 @@ func parseLinkMsg(m *syscall.NetlinkMessage) (linkEvent, bool) {
 		return ev, false
 	}
 	ev.Deleted = m.Header.Type == unix.RTM_DELLINK
+	h := &hostLink{netnsID: -1}
 	attrs, err := syscall.ParseNetlinkRouteAttr(m)
 	if err != nil {
 		return ev, false
@@ -137,9 +139,40 @@ func parseLinkMsg(m *syscall.NetlinkMessage) (linkEvent, bool) {
 			}
 		case unix.IFLA_LINKINFO:
 			ev.Veth = linkKind(a.Value) == "veth"
+		case unix.IFLA_ADDRESS:
+			h.mac = append([]byte(nil), a.Value...)
+		case unix.IFLA_MTU:
+			if len(a.Value) >= 4 {
+				h.mtu = int(binary.NativeEndian.Uint32(a.Value))
+			}
+		case unix.IFLA_LINK:
+			if len(a.Value) >= 4 {
+				h.peer = int(int32(binary.NativeEndian.Uint32(a.Value)))
+			}
+		case unix.IFLA_LINK_NETNSID:
+			if len(a.Value) >= 4 {
+				h.netnsID = int(int32(binary.NativeEndian.Uint32(a.Value)))
+			}
 		}
 	}
+	if ev.Veth && !ev.Deleted {
+		ev.host = h
+	}
 	return ev, true
+}
+
+// hostLink is what a veth's link message says of it, enough to resolve it
+// as a port without reading the link again.
+type hostLink struct {
+	mac           []byte
+	mtu           int
+	peer, netnsID int
+}
+
+// link is the netlink.Link that ev and h describe.
+func (h *hostLink) link(ev linkEvent) netlink.Link {
+	return &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: ev.Index, Name: ev.Name, MasterIndex: ev.Master,
+		HardwareAddr: h.mac, MTU: h.mtu, ParentIndex: h.peer, NetNsID: h.netnsID}}
 }
 
 // linkKind is IFLA_INFO_KIND inside an IFLA_LINKINFO attribute.

@@ -31,19 +31,28 @@ const resolveDump = 64
 func (k sysKernel) Resolve(indexes []int) map[int]resolution {
 	out := make(map[int]resolution, len(indexes))
 	links := make(map[int]netlink.Link, len(indexes))
-	if len(indexes) >= resolveDump {
+	var read []int
+	for _, idx := range indexes {
+		if ev, ok := k.d.fresh[idx]; ok {
+			links[idx] = ev.host.link(ev)
+		} else {
+			read = append(read, idx)
+		}
+	}
+	if len(read) >= resolveDump {
 		all, err := linkList()
 		if err != nil {
-			for _, idx := range indexes {
+			for _, idx := range read {
 				out[idx] = resolution{err: err}
 			}
-			return out
 		}
 		for _, l := range all {
-			links[l.Attrs().Index] = l
+			if _, ok := links[l.Attrs().Index]; !ok {
+				links[l.Attrs().Index] = l
+			}
 		}
 	} else {
-		for _, idx := range indexes {
+		for _, idx := range read {
 			l, err := netlink.LinkByIndex(idx)
 			if err != nil {
 				out[idx] = resolution{err: err}
@@ -78,6 +87,44 @@ func (k sysKernel) Resolve(indexes []int) map[int]resolution {
 			views = v
 		}
 		byDisc[disc] = append(byDisc[disc], l)
+	}
+	for disc, ls := range byDisc {
+		for _, ep := range disc.resolveAll(ls, views) {
+			out[ep.HostIndex] = resolution{ep: ep, err: ep.Err}
+		}
+	}
+	return out
+}
+
+// refreshKernel re-reads the far ends of known endpoints: after address
+// events in their namespaces the host side is as it was, so only each
+// namespace is read again (once).
+type refreshKernel interface {
+	Refresh(eps map[int]*Endpoint) map[int]resolution
+}
+
+// Refresh resolves the endpoints again from their namespaces, keeping
+// what they say of the host side.
+func (k sysKernel) Refresh(eps map[int]*Endpoint) map[int]resolution {
+	out := make(map[int]resolution, len(eps))
+	byDisc := map[*Discoverer][]netlink.Link{}
+	var views *nsViews
+	for idx, ep := range eps {
+		disc := k.d.discs[ep.Network]
+		if disc == nil {
+			out[idx] = resolution{err: fmt.Errorf("%s: %w", ep.HostIf, ErrNotPort)}
+			continue
+		}
+		if views == nil {
+			v, err := disc.views()
+			if err != nil {
+				out[idx] = resolution{err: err}
+				continue
+			}
+			views = v
+		}
+		byDisc[disc] = append(byDisc[disc], &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: ep.HostIndex, Name: ep.HostIf,
+			MasterIndex: ep.Bridge, HardwareAddr: ep.HostMAC, ParentIndex: ep.PeerIndex, NetNsID: ep.NetnsID}})
 	}
 	for disc, ls := range byDisc {
 		for _, ep := range disc.resolveAll(ls, views) {

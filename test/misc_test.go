@@ -166,6 +166,7 @@ func TestMetrics(t *testing.T) {
 		"v6dp_endpoints 1",
 		`v6dp_dataplane_info{dataplane="xdp"} 1`,
 		`v6dp_bpf_packets_total{verdict="ns_answered"}`,
+		"process_resident_memory_bytes ",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)

@@ -33,6 +33,11 @@ func TestMain(m *testing.M) {
 			return nil, err
 		}
 		v6dpBin = filepath.Join(dir, "v6dp")
+		if bin := os.Getenv("V6DP_BENCH_BIN"); bin != "" {
+			// Another build of the daemon, for a before and after.
+			v6dpBin = bin
+			return func() { os.RemoveAll(dir) }, nil
+		}
 		if out, err := exec.Command("go", "build", "-o", v6dpBin, "../../cmd/v6dp").CombinedOutput(); err != nil {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("building v6dp: %v\n%s", err, out)
