@@ -36,8 +36,10 @@ type bpfAccel struct {
 	// synced are the endpoints of the last Sync, for the ports' entries
 	// to be rewritten when a bridge port's flags change.
 	synced map[int]*Endpoint
-	stop   context.CancelFunc
-	done   chan struct{}
+	// flags are the bridge ports' isolated and locked flags, as read.
+	flags portFlags
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
 // Sync orders its steps so that no packet meets half a port: the networks
@@ -172,11 +174,7 @@ func (b *bpfAccel) syncPorts(eps map[int]*Endpoint) error {
 		return err
 	}
 	want, conflicts := portEntries(eps, prev, lls, macs)
-	blocked, err := bridgePortsBlocked()
-	if err != nil {
-		// Unknown: no port may be switched by BPF until it is known.
-		slog.Warn("reading bridge port flags; BPF switches nothing", "err", err)
-	}
+	blocked := b.flags.blocked(eps)
 	for idx, p := range want {
 		ep := eps[int(idx)]
 		if ep == nil {
@@ -188,7 +186,7 @@ func (b *bpfAccel) syncPorts(eps map[int]*Endpoint) error {
 			p.GuardOnly = true
 		} else {
 			p.Net = n.id
-			p.NoSwitch = n.vlanFiltering || blocked == nil || blocked[int(idx)]
+			p.NoSwitch = n.vlanFiltering || blocked[int(idx)]
 		}
 		want[idx] = p
 	}

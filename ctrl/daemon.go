@@ -232,11 +232,11 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 			}
 			// A bridge port's flags (isolated, locked) changed, or may
 			// have: the bridge's own port messages say so.
-			brport := false
+			brports := map[int]bool{}
 			links := evs[:0]
 			for _, ev := range evs {
 				if ev.BridgePort {
-					brport = true
+					brports[ev.Index] = ev.Blocked
 					continue
 				}
 				links = append(links, ev)
@@ -251,10 +251,11 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 			}
 			changed := d.eps.Links(evs)
 			clear(d.fresh)
+			if len(brports) > 0 {
+				d.bridgePortsChanged(brports, changed)
+			}
 			if changed {
 				d.eps.Apply()
-			} else if brport {
-				d.bridgePortsChanged()
 			}
 		case <-fast.C:
 			if d.eps.Pending() && d.eps.Retry() {

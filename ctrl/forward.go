@@ -432,11 +432,9 @@ func (b *bpfAccel) watch(ctx context.Context, uplink string) {
 	}
 }
 
-// bridgePortsBlocked returns the bridge ports, by ifindex, that the bridge
-// itself keeps from reaching other ports: isolated ports (which reach only
-// non-isolated ones) and locked ports (whose frames pass only from MACs the
-// bridge has authorised). BPF must not switch their frames; the bridge
-// decides. One dump of every bridge port (AF_BRIDGE), not one per port.
+// bridgePortsBlocked returns every bridge port, by ifindex, and whether
+// the bridge keeps it from reaching other ports (isolated or locked). One
+// dump of every bridge port (AF_BRIDGE), not one read per port.
 func bridgePortsBlocked() (map[int]bool, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
 	req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
@@ -462,9 +460,7 @@ func bridgePortsBlocked() (map[int]bool, error) {
 			for _, f := range flags {
 				switch f.Attr.Type {
 				case nl.IFLA_BRPORT_ISOLATED, nl.IFLA_BRPORT_LOCKED:
-					if len(f.Value) > 0 && f.Value[0] != 0 {
-						out[int(info.Index)] = true
-					}
+					out[int(info.Index)] = out[int(info.Index)] || (len(f.Value) > 0 && f.Value[0] != 0)
 				}
 			}
 		}
@@ -472,16 +468,71 @@ func bridgePortsBlocked() (map[int]bool, error) {
 	return out, nil
 }
 
-// bridgePortsChanged rewrites the ports' entries after a bridge port's
-// flags may have changed (the bridge's AF_BRIDGE link events): an
-// isolated or locked port stops being switched by BPF at once, not at the
-// next resync.
-func (d *Daemon) bridgePortsChanged() {
+// bridgePortsChanged takes the flags of the ports the bridge sent its own
+// notices for (AF_BRIDGE: a port joined, or its flags changed) and,
+// unless an apply follows anyway, rewrites the ports' entries at once: an
+// isolated or locked port stops being switched by BPF within
+// milliseconds, not at the next resync.
+func (d *Daemon) bridgePortsChanged(blocked map[int]bool, apply bool) {
 	b, ok := d.accel.(*bpfAccel)
-	if !ok || b.synced == nil {
+	if !ok {
+		return
+	}
+	b.flags.set(blocked)
+	if apply || b.synced == nil {
 		return
 	}
 	if err := b.syncPorts(b.synced); err != nil {
 		slog.Warn("rewriting the ports after a bridge port change", "err", err)
 	}
+}
+
+// portFlags caches which bridge ports the bridge keeps from reaching
+// other ports itself (isolated ports reach only non-isolated ones, locked
+// ports pass frames only from MACs the bridge authorised): BPF must not
+// switch their frames. The bridge's notices keep it current (one comes
+// when a port joins, and one whenever its flags change); one dump of
+// every port refreshes it every portFlagsAll, in case a notice was lost.
+type portFlags struct {
+	known map[int]bool
+	all   time.Time // last full dump
+}
+
+// portFlagsAll is how often every port's flags are read again.
+const portFlagsAll = 10 * time.Second
+
+func (f *portFlags) set(blocked map[int]bool) {
+	if f.known == nil {
+		f.known = map[int]bool{}
+	}
+	for idx, v := range blocked {
+		f.known[idx] = v
+	}
+}
+
+// blocked returns, for the ports of eps, whether each is blocked. A port
+// the cache knows nothing of counts as blocked (the safe answer) until it
+// is known.
+func (f *portFlags) blocked(eps map[int]*Endpoint) map[int]bool {
+	stale := time.Since(f.all) > portFlagsAll
+	for idx := range eps {
+		if _, ok := f.known[idx]; !ok {
+			stale = true
+			break
+		}
+	}
+	if stale && time.Since(f.all) > time.Second {
+		// At most once a second: a port without a notice yet waits.
+		if all, err := bridgePortsBlocked(); err == nil {
+			f.known, f.all = all, time.Now()
+		} else {
+			slog.Warn("reading bridge port flags; BPF switches no unknown port", "err", err)
+		}
+	}
+	out := make(map[int]bool, len(eps))
+	for idx := range eps {
+		v, ok := f.known[idx]
+		out[idx] = v || !ok
+	}
+	return out
 }

@@ -49,8 +49,9 @@ type linkEvent struct {
 	Veth    bool // link kind veth (false also when the message lacks it)
 	Deleted bool // RTM_DELLINK
 	// BridgePort: the bridge's own notification for one of its ports
-	// (AF_BRIDGE), only its index valid; not for the lifecycle.
-	BridgePort bool
+	// (AF_BRIDGE), only its index and Blocked valid; not for the
+	// lifecycle. Blocked: the port is isolated or locked.
+	BridgePort, Blocked bool
 	// host is the veth as the message describes it (the daemon's
 	// events; nil in tests), so that resolving a new port needs no read
 	// of the host's links.

@@ -118,6 +118,7 @@ func parseLinkMsg(m *syscall.NetlinkMessage) (linkEvent, bool) {
 		// leaving comes as the link's own full message too), but the
 		// only word of a port's flags changing (isolated, locked).
 		ev.BridgePort = true
+		ev.Blocked = brportBlocked(m)
 		return ev, true
 	}
 	if m.Data[0] != unix.AF_UNSPEC {
@@ -198,4 +199,33 @@ func cString(b []byte) string {
 		}
 	}
 	return string(b)
+}
+
+// brportBlocked reads a bridge port notice's flags: whether the bridge
+// keeps the port from reaching others (isolated or locked). A notice it
+// cannot read counts as blocked, the safe answer.
+func brportBlocked(m *syscall.NetlinkMessage) bool {
+	attrs, err := syscall.ParseNetlinkRouteAttr(m)
+	if err != nil {
+		return true
+	}
+	for _, a := range attrs {
+		if a.Attr.Type&^unix.NLA_F_NESTED != unix.IFLA_PROTINFO {
+			continue
+		}
+		for b := a.Value; len(b) >= unix.SizeofRtAttr; {
+			l := int(binary.NativeEndian.Uint16(b[0:2]))
+			t := binary.NativeEndian.Uint16(b[2:4]) &^ unix.NLA_F_NESTED
+			if l < unix.SizeofRtAttr || l > len(b) {
+				return true
+			}
+			if (t == unix.IFLA_BRPORT_ISOLATED || t == unix.IFLA_BRPORT_LOCKED) && l > unix.SizeofRtAttr && b[unix.SizeofRtAttr] != 0 {
+				return true
+			}
+			b = b[(l+unix.RTA_ALIGNTO-1)&^(unix.RTA_ALIGNTO-1):]
+		}
+		return false
+	}
+	// No flags in it: nothing said about them.
+	return false
 }

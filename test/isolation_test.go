@@ -30,9 +30,16 @@ func testBridgeIsolation(t *testing.T, dp string) {
 	if portA == "" || portB == "" {
 		t.Fatalf("no ports for %s and %s: %+v", addrA, addrB, eps)
 	}
+	idx := s.mustIfindex(t, portA)
 	// Control: on-link, switched, they reach each other.
-	s.MustRun(a, "ping", "-c", "1", "-W", "2", addrB)
+	eventually(t, 20*time.Second, func() error {
+		_, err := s.Run(a, "ping", "-c", "1", "-W", "2", addrB)
+		return err
+	})
 	before := s.counters(t, dp)["egress_local"]
+	if dp != "kernel" && portFlags(t, s, idx)&portNoSwitch != 0 {
+		t.Fatalf("port %s is marked for the bridge to switch before any isolation", portA)
+	}
 
 	for _, p := range []string{portA, portB} {
 		s.MustRun(s.Host, "bridge", "link", "set", "dev", p, "isolated", "on")
@@ -40,27 +47,7 @@ func testBridgeIsolation(t *testing.T, dp string) {
 	isolated := time.Now()
 	if dp != "kernel" {
 		// The port's entry says the bridge decides (PORT_F_NO_SWITCH)...
-		idx := s.mustIfindex(t, portA)
-		eventually(t, 15*time.Second, func() error {
-			var ports []struct {
-				Formatted struct {
-					Key   uint32 `json:"key"`
-					Value struct {
-						Flags uint32 `json:"flags"`
-					} `json:"value"`
-				} `json:"formatted"`
-			}
-			out := s.MustRun("", "bpftool", "-j", "map", "dump", "pinned", s.PinDir+"/v6dp_ports")
-			if err := json.Unmarshal([]byte(out), &ports); err != nil {
-				return fmt.Errorf("bpftool: %v: %s", err, out)
-			}
-			for _, p := range ports {
-				if int(p.Formatted.Key) == idx && p.Formatted.Value.Flags&4 != 0 {
-					return nil
-				}
-			}
-			return fmt.Errorf("port %s (%d) not marked as the bridge's to switch: %s", portA, idx, out)
-		})
+		waitPortFlag(t, s, idx, true)
 		t.Logf("port entry marked %s after isolation was set", time.Since(isolated).Round(time.Millisecond))
 	}
 	// ...and from then on nothing gets through, although a still has b's
@@ -68,19 +55,21 @@ func testBridgeIsolation(t *testing.T, dp string) {
 	if out, err := s.Run(a, "ping", "-c", "3", "-i", "0.2", "-W", "1", addrB); err == nil {
 		t.Errorf("isolated %s reached %s:\n%s", a, b, out)
 	}
-	eventually(t, 15*time.Second, func() error {
-		if out, err := s.Run(a, "ping", "-c", "1", "-W", "1", addrB); err == nil {
-			return fmt.Errorf("isolated %s still reaches %s: %s", a, b, out)
-		}
-		return nil
-	})
 	// Isolation does not cut them off from the router.
-	s.MustRun(s.Router, "ping", "-c", "1", "-W", "2", addrA)
+	eventually(t, 20*time.Second, func() error {
+		_, err := s.Run(s.Router, "ping", "-c", "1", "-W", "2", addrA)
+		return err
+	})
 
 	for _, p := range []string{portA, portB} {
 		s.MustRun(s.Host, "bridge", "link", "set", "dev", p, "isolated", "off")
 	}
-	eventually(t, 15*time.Second, func() error {
+	opened := time.Now()
+	if dp != "kernel" {
+		waitPortFlag(t, s, idx, false)
+		t.Logf("port entry unmarked %s after isolation was lifted", time.Since(opened).Round(time.Millisecond))
+	}
+	eventually(t, 20*time.Second, func() error {
 		_, err := s.Run(a, "ping", "-c", "1", "-W", "1", addrB)
 		return err
 	})
@@ -94,4 +83,43 @@ func testBridgeIsolation(t *testing.T, dp string) {
 			return nil
 		})
 	}
+}
+
+// portNoSwitch is PORT_F_NO_SWITCH.
+const portNoSwitch = 4
+
+// waitPortFlag waits until port idx's entry has PORT_F_NO_SWITCH set (or
+// cleared).
+func waitPortFlag(t *testing.T, s *seed, idx int, set bool) {
+	t.Helper()
+	eventually(t, 15*time.Second, func() error {
+		if f := portFlags(t, s, idx); (f&portNoSwitch != 0) != set {
+			return fmt.Errorf("port ifindex %d: flags %#x, want the no-switch flag %v", idx, f, set)
+		}
+		return nil
+	})
+}
+
+// portFlags returns the flags of port idx's entry in the ports map.
+func portFlags(t *testing.T, s *seed, idx int) uint32 {
+	t.Helper()
+	var ports []struct {
+		Formatted struct {
+			Key   uint32 `json:"key"`
+			Value struct {
+				Flags uint32 `json:"flags"`
+			} `json:"value"`
+		} `json:"formatted"`
+	}
+	out := s.MustRun("", "bpftool", "-j", "map", "dump", "pinned", s.PinDir+"/v6dp_ports")
+	if err := json.Unmarshal([]byte(out), &ports); err != nil {
+		t.Fatalf("bpftool: %v: %s", err, out)
+	}
+	for _, p := range ports {
+		if int(p.Formatted.Key) == idx {
+			return p.Formatted.Value.Flags
+		}
+	}
+	t.Fatalf("port %d has no entry: %s", idx, out)
+	return 0
 }
