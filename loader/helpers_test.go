@@ -64,6 +64,8 @@ func newTestDataplane(tb testing.TB) *Dataplane {
 	pinDir := "/sys/fs/bpf/v6dp-test-" + hex.EncodeToString(b)
 	d, err := Open(pinDir)
 	if err != nil {
+		// Open may have pinned maps before it failed (a verifier error).
+		_ = Remove(pinDir)
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			tb.Fatalf("Open: %+v", ve)
