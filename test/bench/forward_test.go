@@ -860,7 +860,7 @@ func (ft *fwdTopo) benchProgs(config string) []progRow {
 			var ret uint32
 			for i := 0; i < runs; i++ {
 				var d time.Duration
-				ret, d, err = testRun(t.prog, t.frame, t.ifindex)
+				ret, d, err = testRun(t.prog, t.frame, t.ifindex, 1)
 				if err != nil {
 					break
 				}
@@ -883,9 +883,9 @@ func (ft *fwdTopo) benchProgs(config string) []progRow {
 
 // testRun is BPF_PROG_TEST_RUN with the ingress interface set in the
 // context (cilium/ebpf's Benchmark cannot pass one): an XDP program sees
-// it as ingress_ifindex, a TC program as skb->ifindex. The thread must be
-// in the interface's namespace.
-func testRun(prog *ebpf.Program, frame []byte, ifindex int) (uint32, time.Duration, error) {
+// it as ingress_ifindex, a TC program as skb->ifindex; repeat runs, the
+// duration is per run. The thread must be in the interface's namespace.
+func testRun(prog *ebpf.Program, frame []byte, ifindex int, repeat uint32) (uint32, time.Duration, error) {
 	in := append([]byte(nil), frame...)
 	out := make([]byte, len(frame)+512)
 	var ctx []byte
@@ -912,7 +912,7 @@ func testRun(prog *ebpf.Program, frame []byte, ifindex int) (uint32, time.Durati
 	}{
 		progFD: uint32(prog.FD()), sizeIn: uint32(len(in)), sizeOut: uint32(len(out)),
 		dataIn: uint64(uintptr(unsafe.Pointer(&in[0]))), dataOut: uint64(uintptr(unsafe.Pointer(&out[0]))),
-		repeat: 1, ctxSizeIn: uint32(len(ctx)), ctxIn: uint64(uintptr(unsafe.Pointer(&ctx[0]))),
+		repeat: repeat, ctxSizeIn: uint32(len(ctx)), ctxIn: uint64(uintptr(unsafe.Pointer(&ctx[0]))),
 	}
 	const bpfProgTestRun = 10
 	_, _, errno := unix.Syscall(unix.SYS_BPF, bpfProgTestRun, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
