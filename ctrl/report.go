@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -63,8 +66,10 @@ type EndpointReport struct {
 
 // StatusReport is what `v6dp status` shows.
 type StatusReport struct {
-	Daemon     string       `json:"daemon"`
-	PID        int          `json:"pid,omitempty"`
+	Daemon string `json:"daemon"`
+	PID    int    `json:"pid,omitempty"`
+	// RSSBytes is the running daemon's resident memory (VmRSS).
+	RSSBytes   uint64       `json:"rss_bytes,omitempty"`
 	Since      *time.Time   `json:"since,omitempty"`
 	Bridge     string       `json:"bridge"`
 	BridgeUp   bool         `json:"bridge_up"`
@@ -153,6 +158,7 @@ func Report(r *Resolved) (*StatusReport, error) {
 	rt, rterr := st.Runtime()
 	if rterr == nil {
 		rep.Daemon, rep.PID, rep.Since = "running", rt.PID, &rt.Started
+		rep.RSSBytes = processRSS(rt.PID)
 		rep.Dataplane, rep.Attach, rep.Reason = rt.Dataplane, rt.Attach, rt.Reason
 		rep.Cluster, _ = st.ClusterStatus()
 		rep.Dataplane, rep.Attach, rep.Reason, rep.Hooks = rt.Dataplane, rt.Attach, rt.Reason, rt.Hooks
@@ -346,4 +352,24 @@ func bridgeGateways(n Network) []string {
 		}
 	}
 	return out
+}
+
+// processRSS returns a process's resident memory in bytes (VmRSS in
+// /proc/PID/status), 0 if it cannot be read.
+func processRSS(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) == 2 && f[1] == "kB" {
+				if kb, err := strconv.ParseUint(f[0], 10, 64); err == nil {
+					return kb * 1024
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -82,6 +82,7 @@ func testSeveralUplinks(t *testing.T, dp string) {
 	}
 
 	var rep struct {
+		RSSBytes uint64 `json:"rss_bytes"`
 		Networks []struct {
 			Bridge string `json:"bridge"`
 			Uplink string `json:"uplink"`
@@ -93,6 +94,10 @@ func testSeveralUplinks(t *testing.T, dp string) {
 	}
 	if err := json.Unmarshal([]byte(s.mustV6dp(t, "status", "--json")), &rep); err != nil {
 		t.Fatal(err)
+	}
+	// The daemon's own memory, as the operator sees it in status.
+	if rep.RSSBytes < 1<<20 {
+		t.Errorf("status reports the daemon's RSS as %d bytes", rep.RSSBytes)
 	}
 	uplinks := map[string]string{}
 	for _, n := range rep.Networks {

@@ -46,7 +46,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "daemon:\t%s", rep.Daemon)
 	if rep.PID > 0 {
-		fmt.Fprintf(tw, " (pid %d, since %s)", rep.PID, rep.Since.Format("2006-01-02 15:04:05Z"))
+		fmt.Fprintf(tw, " (pid %d, since %s", rep.PID, rep.Since.Format("2006-01-02 15:04:05Z"))
+		if rep.RSSBytes > 0 {
+			fmt.Fprintf(tw, ", %.1f MiB resident", float64(rep.RSSBytes)/(1<<20))
+		}
+		fmt.Fprint(tw, ")")
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "bridge:\t%s (up: %s)\n", rep.Bridge, yesNo(rep.BridgeUp))
