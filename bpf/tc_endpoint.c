@@ -291,6 +291,7 @@ static __always_inline int egress_check_ndp(struct ipv6hdr *ip6, struct icmp6hdr
 }
 
 static __always_inline enum egress_action egress_classify(void *data, void *data_end, __u32 ifindex,
+							  const struct uplink_config *cfg0,
 							  struct egress_pkt *pkt)
 {
 	const struct uplink_config *ucfg;
@@ -402,7 +403,8 @@ static __always_inline enum egress_action egress_classify(void *data, void *data
 		return egress_verdict(pkt, EGRESS_PASS, CNT_PASS_EXTHDR);
 	/* The port's network, and the uplink its traffic leaves by. */
 	net = network_get(port->net);
-	ucfg = net ? uplink_config_slot(net->uplink) : NULL;
+	/* Slot 0, the common case, was read already. */
+	ucfg = !net ? NULL : net->uplink ? uplink_config_slot(net->uplink) : cfg0;
 	if (!ucfg)
 		return egress_verdict(pkt, EGRESS_PASS, CNT_EGRESS_PASS);
 	pkt->net = net;
@@ -584,7 +586,7 @@ int tc_endpoint(struct __sk_buff *skb)
 		skb_pull_headers(skb, skb->len <= TC_EGRESS_PULL_MAX ? skb->len : SKB_FWD_HDR_LEN);
 
 	action = egress_classify((void *)(long)skb->data, (void *)(long)skb->data_end, skb->ifindex,
-				 &pkt);
+				 cfg, &pkt);
 	switch (action) {
 	case EGRESS_DROP:
 		counter_inc(pkt.reason);

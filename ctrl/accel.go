@@ -143,14 +143,20 @@ func portEntries(eps map[int]*Endpoint, prev map[uint32]loader.Port, reserved ma
 }
 
 // hostOwned returns the link-local addresses and MACs no endpoint may
-// use: the gateway, and the bridge's and the uplink's own.
+// use: the gateway, and the bridges' and the uplinks' own.
 func (b *bpfAccel) hostOwned() (map[netip.Addr]bool, map[string]bool) {
 	lls := map[netip.Addr]bool{BridgeLinkLocal: true}
 	if b.gateway.IsLinkLocalUnicast() {
 		lls[b.gateway] = true
 	}
 	macs := map[string]bool{}
-	for _, idx := range append(b.fwd.bridges(), b.fwd.uplink.Ifindex) {
+	idxs := append(b.fwd.bridges(), b.fwd.uplink.Ifindex)
+	b.fwd.mu.Lock()
+	for _, x := range b.fwd.extras {
+		idxs = append(idxs, x.cfg.Ifindex)
+	}
+	b.fwd.mu.Unlock()
+	for _, idx := range idxs {
 		l, err := netlink.LinkByIndex(idx)
 		if err != nil {
 			continue

@@ -442,28 +442,10 @@ func bridgePortsBlocked() (map[int]bool, error) {
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return nil, fmt.Errorf("dumping bridge ports: %w", err)
 	}
-	out := map[int]bool{}
+	out := make(map[int]bool, len(msgs))
 	for _, m := range msgs {
 		info := nl.DeserializeIfInfomsg(m)
-		attrs, err := nl.ParseRouteAttr(m[info.Len():])
-		if err != nil {
-			return nil, fmt.Errorf("parsing bridge port %d: %w", info.Index, err)
-		}
-		for _, a := range attrs {
-			if a.Attr.Type != unix.IFLA_PROTINFO|unix.NLA_F_NESTED {
-				continue
-			}
-			flags, err := nl.ParseRouteAttr(a.Value)
-			if err != nil {
-				return nil, fmt.Errorf("parsing bridge port %d: %w", info.Index, err)
-			}
-			for _, f := range flags {
-				switch f.Attr.Type {
-				case nl.IFLA_BRPORT_ISOLATED, nl.IFLA_BRPORT_LOCKED:
-					out[int(info.Index)] = out[int(info.Index)] || (len(f.Value) > 0 && f.Value[0] != 0)
-				}
-			}
-		}
+		out[int(info.Index)] = brportBlocked(m[info.Len():])
 	}
 	return out, nil
 }

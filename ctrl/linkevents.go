@@ -118,7 +118,7 @@ func parseLinkMsg(m *syscall.NetlinkMessage) (linkEvent, bool) {
 		// leaving comes as the link's own full message too), but the
 		// only word of a port's flags changing (isolated, locked).
 		ev.BridgePort = true
-		ev.Blocked = brportBlocked(m)
+		ev.Blocked = brportBlocked(m.Data[unix.SizeofIfInfomsg:])
 		return ev, true
 	}
 	if m.Data[0] != unix.AF_UNSPEC {
@@ -187,7 +187,7 @@ func linkKind(b []byte) string {
 		if t == unix.IFLA_INFO_KIND {
 			return cString(b[unix.SizeofRtAttr:l])
 		}
-		b = b[min(len(b), (l+unix.RTA_ALIGNTO-1)&^(unix.RTA_ALIGNTO-1)):]
+		b = b[min(rtaAlign(l), len(b)):]
 	}
 	return ""
 }
@@ -201,31 +201,40 @@ func cString(b []byte) string {
 	return string(b)
 }
 
-// brportBlocked reads a bridge port notice's flags: whether the bridge
-// keeps the port from reaching others (isolated or locked). A notice it
-// cannot read counts as blocked, the safe answer.
-func brportBlocked(m *syscall.NetlinkMessage) bool {
-	attrs, err := syscall.ParseNetlinkRouteAttr(m)
-	if err != nil {
-		return true
-	}
-	for _, a := range attrs {
-		if a.Attr.Type&^unix.NLA_F_NESTED != unix.IFLA_PROTINFO {
-			continue
+// brportBlocked reads the flags of a bridge port message (a notice or a
+// dump entry; attrs are its attributes after the ifinfomsg): whether the
+// bridge keeps the port from reaching others (isolated or locked). A
+// message it cannot read counts as blocked, the safe answer; one without
+// flags says nothing of them.
+func brportBlocked(attrs []byte) bool {
+	for b := attrs; len(b) >= unix.SizeofRtAttr; {
+		l := int(binary.NativeEndian.Uint16(b[0:2]))
+		t := binary.NativeEndian.Uint16(b[2:4]) &^ unix.NLA_F_NESTED
+		if l < unix.SizeofRtAttr || l > len(b) {
+			return true
 		}
-		for b := a.Value; len(b) >= unix.SizeofRtAttr; {
-			l := int(binary.NativeEndian.Uint16(b[0:2]))
-			t := binary.NativeEndian.Uint16(b[2:4]) &^ unix.NLA_F_NESTED
-			if l < unix.SizeofRtAttr || l > len(b) {
-				return true
-			}
-			if (t == unix.IFLA_BRPORT_ISOLATED || t == unix.IFLA_BRPORT_LOCKED) && l > unix.SizeofRtAttr && b[unix.SizeofRtAttr] != 0 {
-				return true
-			}
-			b = b[(l+unix.RTA_ALIGNTO-1)&^(unix.RTA_ALIGNTO-1):]
+		if t == unix.IFLA_PROTINFO {
+			return protinfoBlocked(b[unix.SizeofRtAttr:l])
 		}
-		return false
+		b = b[min(rtaAlign(l), len(b)):]
 	}
-	// No flags in it: nothing said about them.
 	return false
 }
+
+// protinfoBlocked reads IFLA_BRPORT_ISOLATED and IFLA_BRPORT_LOCKED.
+func protinfoBlocked(b []byte) bool {
+	for len(b) >= unix.SizeofRtAttr {
+		l := int(binary.NativeEndian.Uint16(b[0:2]))
+		t := binary.NativeEndian.Uint16(b[2:4]) &^ unix.NLA_F_NESTED
+		if l < unix.SizeofRtAttr || l > len(b) {
+			return true
+		}
+		if (t == unix.IFLA_BRPORT_ISOLATED || t == unix.IFLA_BRPORT_LOCKED) && l > unix.SizeofRtAttr && b[unix.SizeofRtAttr] != 0 {
+			return true
+		}
+		b = b[min(rtaAlign(l), len(b)):]
+	}
+	return false
+}
+
+func rtaAlign(l int) int { return (l + unix.RTA_ALIGNTO - 1) &^ (unix.RTA_ALIGNTO - 1) }

@@ -73,6 +73,21 @@ func TestHostileDAD(t *testing.T) {
 // has ended.
 func dadOwn(t *testing.T, ns string, addr netip.Addr) int {
 	t.Helper()
+	dadAtOnce(t, ns)
+	bits := 128
+	if addr.IsLinkLocalUnicast() {
+		bits = 64
+	}
+	if _, err := topo.Run(ns, "ip", "addr", "add", fmt.Sprintf("%s/%d", addr, bits), "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	return dadEnded(t, ns, addr)
+}
+
+// dadAtOnce makes ns's eth0 run DAD at once (no random delay), one probe,
+// a second to wait.
+func dadAtOnce(t *testing.T, ns string) {
+	t.Helper()
 	for k, v := range map[string]string{
 		"net.ipv6.conf.eth0.accept_dad":                "1",
 		"net.ipv6.conf.eth0.dad_transmits":             "1",
@@ -83,13 +98,12 @@ func dadOwn(t *testing.T, ns string, addr netip.Addr) int {
 			t.Fatal(err)
 		}
 	}
-	bits := 128
-	if addr.IsLinkLocalUnicast() {
-		bits = 64
-	}
-	if _, err := topo.Run(ns, "ip", "addr", "add", fmt.Sprintf("%s/%d", addr, bits), "dev", "eth0"); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// dadEnded waits until DAD for addr in ns has ended (the address usable,
+// or failed) and returns its flags.
+func dadEnded(t *testing.T, ns string, addr netip.Addr) int {
+	t.Helper()
 	var flags int
 	eventually(t, 5*time.Second, func() error {
 		nh := nsHandle(t, ns)
@@ -117,17 +131,7 @@ func dadOwn(t *testing.T, ns string, addr netip.Addr) int {
 func dadProbed(t *testing.T, atk, vic string, atkMAC net.HardwareAddr) string {
 	t.Helper()
 	addr := netip.MustParseAddr("2001:db8::1:50")
-	// DAD at once (no random delay), one probe, a second to wait.
-	for k, v := range map[string]string{
-		"net.ipv6.conf.eth0.accept_dad":                "1",
-		"net.ipv6.conf.eth0.dad_transmits":             "1",
-		"net.ipv6.conf.eth0.router_solicitation_delay": "0",
-		"net.ipv6.neigh.eth0.retrans_time_ms":          "1000",
-	} {
-		if _, err := topo.Run(vic, "sysctl", "-qw", k+"="+v); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dadAtOnce(t, vic)
 	snd, err := frame.NewSender(atk, "eth0")
 	if err != nil {
 		t.Fatal(err)
@@ -147,25 +151,7 @@ func dadProbed(t *testing.T, atk, vic string, atkMAC net.HardwareAddr) string {
 	}
 	// DAD ends a second after its probe: the address is either usable
 	// or failed by then.
-	var flags int
-	eventually(t, 5*time.Second, func() error {
-		nh := nsHandle(t, vic)
-		defer nh.Close()
-		as, err := nh.AddrList(nil, netlink.FAMILY_V6)
-		if err != nil {
-			return err
-		}
-		for _, a := range as {
-			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip == addr {
-				flags = a.Flags
-				if flags&unix.IFA_F_TENTATIVE != 0 && flags&unix.IFA_F_DADFAILED == 0 {
-					return fmt.Errorf("%s still tentative", addr)
-				}
-				return nil
-			}
-		}
-		return fmt.Errorf("%s gone from %s", addr, vic)
-	})
+	flags := dadEnded(t, vic, addr)
 	if flags&unix.IFA_F_DADFAILED != 0 {
 		return fmt.Sprintf("%s gave up its new address %s: DAD failed on the attacker's probes", vic, addr)
 	}

@@ -860,7 +860,7 @@ func (ft *fwdTopo) benchProgs(config string) []progRow {
 			var ret uint32
 			for i := 0; i < runs; i++ {
 				var d time.Duration
-				ret, d, err = testRun(t.prog, t.frame, t.ifindex, 1)
+				ret, _, d, err = testRun(t.prog, t.frame, t.ifindex, 1)
 				if err != nil {
 					break
 				}
@@ -884,14 +884,15 @@ func (ft *fwdTopo) benchProgs(config string) []progRow {
 // testRun is BPF_PROG_TEST_RUN with the ingress interface set in the
 // context (cilium/ebpf's Benchmark cannot pass one): an XDP program sees
 // it as ingress_ifindex, a TC program as skb->ifindex; repeat runs, the
-// duration is per run. The thread must be in the interface's namespace.
-func testRun(prog *ebpf.Program, frame []byte, ifindex int, repeat uint32) (uint32, time.Duration, error) {
+// duration is per run, out the last run's frame. The thread must be in the
+// interface's namespace.
+func testRun(prog *ebpf.Program, frame []byte, ifindex int, repeat uint32) (verdict uint32, out []byte, d time.Duration, err error) {
 	in := append([]byte(nil), frame...)
-	out := make([]byte, len(frame)+512)
+	out = make([]byte, len(frame)+512)
 	var ctx []byte
 	info, err := prog.Info()
 	if err != nil {
-		return 0, 0, err
+		return 0, nil, 0, err
 	}
 	switch info.Type {
 	case ebpf.XDP: // struct xdp_md: data, data_end, data_meta, ingress_ifindex
@@ -920,9 +921,9 @@ func testRun(prog *ebpf.Program, frame []byte, ifindex int, repeat uint32) (uint
 	runtime.KeepAlive(out)
 	runtime.KeepAlive(ctx)
 	if errno != 0 {
-		return 0, 0, fmt.Errorf("BPF_PROG_TEST_RUN: %w", errno)
+		return 0, nil, 0, fmt.Errorf("BPF_PROG_TEST_RUN: %w", errno)
 	}
-	return attr.retval, time.Duration(attr.duration), nil
+	return attr.retval, out[:min(int(attr.sizeOut), len(out))], time.Duration(attr.duration), nil
 }
 
 func findFwd(rows []fwdRow, n int, name string) *fwdRow {

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -112,29 +111,29 @@ func benchProg(b *testing.B) []progRow {
 			// programs answer only on an uplink they have a config for.
 			err := topo.InNS(ns, func() error {
 				// Check that a hit is answered: the frame comes back as an NA.
-				ret, _, err := testRunOut(prog, hit, upIndex)
+				ret, out, _, err := testRun(prog, hit, upIndex, 1)
 				if err != nil {
 					return err
 				}
-				verdict := verdictName(name, ret.verdict)
-				if t, ok := naTarget(ret.out); ok && t == live {
+				verdict := verdictName(name, ret)
+				if t, ok := naTarget(out); ok && t == live {
 					verdict += ", NA"
 				} else {
-					return fmt.Errorf("%s: the live target's NS got %s and no NA: the figure would time something else", name, verdictName(name, ret.verdict))
+					return fmt.Errorf("%s: the live target's NS got %s and no NA: the figure would time something else", name, verdict)
 				}
 				// A hit rewrites the frame in place, so repeats would time
 				// the answer's second pass: one run per call, averaged.
 				const calls = 20000
 				var total time.Duration
 				for i := 0; i < calls; i++ {
-					_, dur, err := testRun(prog, hit, upIndex, 1)
+					_, _, dur, err := testRun(prog, hit, upIndex, 1)
 					if err != nil {
 						return err
 					}
 					total += dur
 				}
 				hitNs := float64(total.Nanoseconds()) / calls
-				mret, mdur, err := testRun(prog, miss, upIndex, 200000)
+				mret, _, mdur, err := testRun(prog, miss, upIndex, 200000)
 				if err != nil {
 					return err
 				}
@@ -151,33 +150,6 @@ func benchProg(b *testing.B) []progRow {
 		})
 	}
 	return rows
-}
-
-// runOut is one test run's verdict and output frame.
-type runOut struct {
-	verdict uint32
-	out     []byte
-}
-
-// testRunOut is testRun once, returning the output frame too.
-func testRunOut(prog *ebpf.Program, frame []byte, ifindex int) (runOut, time.Duration, error) {
-	opts := &ebpf.RunOptions{Data: frame, DataOut: make([]byte, len(frame)+512), Repeat: 1}
-	info, err := prog.Info()
-	if err != nil {
-		return runOut{}, 0, err
-	}
-	if info.Type == ebpf.XDP {
-		ctx := make([]byte, 24)
-		binary.NativeEndian.PutUint32(ctx[4:], uint32(len(frame)))
-		binary.NativeEndian.PutUint32(ctx[12:], uint32(ifindex))
-		opts.Context = ctx
-	} else {
-		ctx := make([]byte, 44)
-		binary.NativeEndian.PutUint32(ctx[40:], uint32(ifindex))
-		opts.Context = ctx
-	}
-	ret, err := prog.Run(opts)
-	return runOut{ret, opts.DataOut}, 0, err
 }
 
 func verdictName(prog string, ret uint32) string {
