@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -38,8 +40,14 @@ type bpfAccel struct {
 	synced map[int]*Endpoint
 	// flags are the bridge ports' isolated and locked flags, as read.
 	flags portFlags
-	stop  context.CancelFunc
-	done  chan struct{}
+	// owned is what hostOwned read last; nil: read again. ownedMu: the
+	// address reader clears it.
+	ownedMu    sync.Mutex
+	owned      *hostOwnedSet
+	ownedGen   uint64
+	ownedLinks map[int]bool // the links owned is (being) read from
+	stop       context.CancelFunc
+	done       chan struct{}
 }
 
 // Sync orders its steps so that no packet meets half a port: the networks
@@ -86,9 +94,11 @@ func portEntries(eps map[int]*Endpoint, prev map[uint32]loader.Port, reserved ma
 	for idx := range eps {
 		idxs = append(idxs, idx)
 	}
-	held := func(idx int) int {
+	// What each port held in prev: its MAC counts for two, its
+	// link-local for one. Read once, not in every comparison of the sort.
+	held := make(map[int]int, len(eps))
+	for idx, ep := range eps {
 		p, ok := prev[uint32(idx)]
-		ep := eps[idx]
 		n := 0
 		if ok && bytes.Equal(p.MAC, ep.MAC) {
 			n += 2
@@ -96,10 +106,10 @@ func portEntries(eps map[int]*Endpoint, prev map[uint32]loader.Port, reserved ma
 		if ok && p.LinkLocal.IsValid() && p.LinkLocal == ep.LinkLocal.WithZone("") {
 			n++
 		}
-		return n
+		held[idx] = n
 	}
 	sort.Slice(idxs, func(i, j int) bool {
-		if hi, hj := held(idxs[i]), held(idxs[j]); hi != hj {
+		if hi, hj := held[idxs[i]], held[idxs[j]]; hi != hj {
 			return hi > hj
 		}
 		return idxs[i] < idxs[j]
@@ -143,39 +153,82 @@ func portEntries(eps map[int]*Endpoint, prev map[uint32]loader.Port, reserved ma
 }
 
 // hostOwned returns the link-local addresses and MACs no endpoint may
-// use: the gateway, and the bridges' and the uplinks' own.
+// use: the gateway, and the bridges' and the uplinks' own. It reads them
+// again only after hostChanged (a host address event, one of these links
+// changed, a resync): every sync of a burst of joins asked for them.
 func (b *bpfAccel) hostOwned() (map[netip.Addr]bool, map[string]bool) {
-	lls := map[netip.Addr]bool{BridgeLinkLocal: true}
-	if b.gateway.IsLinkLocalUnicast() {
-		lls[b.gateway] = true
-	}
-	macs := map[string]bool{}
 	idxs := append(b.fwd.bridges(), b.fwd.uplink.Ifindex)
 	b.fwd.mu.Lock()
 	for _, x := range b.fwd.extras {
 		idxs = append(idxs, x.cfg.Ifindex)
 	}
 	b.fwd.mu.Unlock()
+	links := make(map[int]bool, len(idxs))
+	for _, idx := range idxs {
+		links[idx] = true
+	}
+	b.ownedMu.Lock()
+	o := b.owned
+	if o != nil && !slices.ContainsFunc(idxs, func(i int) bool { return !o.links[i] }) {
+		b.ownedMu.Unlock()
+		return o.lls, o.macs
+	}
+	// A change of one of these links while they are read makes the
+	// result stale.
+	b.owned, b.ownedLinks = nil, links
+	gen := b.ownedGen
+	b.ownedMu.Unlock()
+	lls := map[netip.Addr]bool{BridgeLinkLocal: true}
+	if b.gateway.IsLinkLocalUnicast() {
+		lls[b.gateway] = true
+	}
+	macs := map[string]bool{}
 	for _, idx := range idxs {
 		l, err := netlink.LinkByIndex(idx)
 		if err != nil {
 			continue
 		}
 		macs[l.Attrs().HardwareAddr.String()] = true
-		addrs, _ := netlink.AddrList(l, netlink.FAMILY_V6)
-		for _, a := range addrs {
-			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.IsLinkLocalUnicast() {
-				lls[ip] = true
-			}
+	}
+	// One dump for all of them: a dump for one link reads every
+	// address of the host anyway.
+	addrs, _ := netlink.AddrList(nil, netlink.FAMILY_V6)
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.IsLinkLocalUnicast() && links[a.LinkIndex] {
+			lls[ip] = true
 		}
 	}
+	b.ownedMu.Lock()
+	if b.ownedGen == gen {
+		// Nothing changed while reading: keep it.
+		b.owned = &hostOwnedSet{lls: lls, macs: macs, links: links}
+	}
+	b.ownedMu.Unlock()
 	return lls, macs
+}
+
+// hostOwnedSet is what hostOwned read, and from which links.
+type hostOwnedSet struct {
+	lls   map[netip.Addr]bool
+	macs  map[string]bool
+	links map[int]bool
+}
+
+// hostChanged makes hostOwned read the host again: the host's addresses
+// changed, or link idx did (0: any).
+func (b *bpfAccel) hostChanged(idx int) {
+	b.ownedMu.Lock()
+	defer b.ownedMu.Unlock()
+	if idx == 0 || b.ownedLinks[idx] {
+		b.owned = nil
+		b.ownedGen++
+	}
 }
 
 // syncPorts writes the ports map, logging each new conflict once.
 func (b *bpfAccel) syncPorts(eps map[int]*Endpoint) error {
 	lls, macs := b.hostOwned()
-	prev, err := b.dp.GuardedPorts()
+	prev, err := b.dp.PortsWritten()
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,10 @@ type addrSub struct {
 	nsids chan int
 	errs  chan error
 	done  chan struct{}
+	// hostLinkLocal, if set, is told the interface of each of the
+	// host's link-local address changes (from the reading goroutine);
+	// they go nowhere else.
+	hostLinkLocal func(ifindex int)
 }
 
 // hostNsid stands for this namespace's own address events on nsids.
@@ -33,12 +37,12 @@ const hostNsid = -1
 // containers starting at once each add two or three addresses.
 const addrEventBuffer = 4 << 20
 
-func subscribeAddrs() (*addrSub, error) {
+func subscribeAddrs(hostLinkLocal func(ifindex int)) (*addrSub, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("address events: %w", err)
 	}
-	s := &addrSub{fd: fd, nsids: make(chan int, 4096), errs: make(chan error, 1), done: make(chan struct{})}
+	s := &addrSub{fd: fd, nsids: make(chan int, 4096), errs: make(chan error, 1), done: make(chan struct{}), hostLinkLocal: hostLinkLocal}
 	// A blocked receive does not end when another thread closes the
 	// socket: wake up now and then to see whether to stop.
 	tv := unix.NsecToTimeval(int64(250 * time.Millisecond))

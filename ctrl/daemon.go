@@ -23,6 +23,11 @@ import (
 type Daemon struct {
 	cfg   *Resolved
 	store Store
+	// bpfAnswers: a BPF dataplane answers NS (not --dataplane kernel, nor
+	// a failed BPF start).
+	bpfAnswers bool
+	// later is the slow per-port work, done between event batches.
+	later *later
 	// nets are the networks served now: the configured ones and those
 	// found under --network-parent; discs has a discoverer for each, by
 	// bridge name.
@@ -93,6 +98,16 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	d.eps = newLifecycle(sysKernel{d}, d.bridgeNames())
 	rt := &Runtime{PID: os.Getpid(), Started: time.Now().UTC(), Config: r.Config, Addressing: r.Addressing}
 	d.accel, rt.Dataplane, rt.Attach, rt.Reason, rt.Hooks = startAccel(r, host, j)
+	d.bpfAnswers = rt.Dataplane != DataplaneKernel
+	d.later = newLater(d.portsIPv6Off, func(idx int, name string) error {
+		if b, ok := d.accel.(*bpfAccel); ok {
+			return b.fwd.attachPort(idx, name)
+		}
+		return nil
+	})
+	if b, ok := d.accel.(*bpfAccel); ok {
+		b.fwd.later = d.later.guard
+	}
 	if serr := st.SaveJournal(j); serr != nil {
 		slog.Warn("saving journal", "err", serr)
 	}
@@ -133,7 +148,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		return err
 	}
 	defer func() { sub.close() }()
-	addrs, err := subscribeAddrs()
+	addrs, err := subscribeAddrs(d.hostLinkLocal)
 	if err != nil {
 		return err
 	}
@@ -164,7 +179,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		case err := <-addrs.errs:
 			slog.Warn("address events lost; resubscribing and resyncing", "err", err)
 			addrs.close()
-			if addrs, err = subscribeAddrs(); err != nil {
+			if addrs, err = subscribeAddrs(d.hostLinkLocal); err != nil {
 				return err
 			}
 			d.resync(true)
@@ -242,21 +257,31 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 				links = append(links, ev)
 			}
 			evs = links
+			b, _ := d.accel.(*bpfAccel)
 			for _, ev := range evs {
+				if b != nil {
+					b.hostChanged(ev.Index)
+				}
 				if ev.host != nil {
 					d.fresh[ev.Index] = ev
 				} else {
 					delete(d.fresh, ev.Index)
 				}
 			}
+			start := time.Now()
 			changed := d.eps.Links(evs)
 			clear(d.fresh)
 			if len(brports) > 0 {
 				d.bridgePortsChanged(brports, changed)
 			}
+			handled := time.Now()
 			if changed {
 				d.eps.Apply()
 			}
+			slog.Debug("link events", "events", len(evs), "bridge_ports", len(brports),
+				"handled", handled.Sub(start), "applied", time.Since(handled))
+		case <-d.later.ready():
+			d.later.run()
 		case <-fast.C:
 			if d.eps.Pending() && d.eps.Retry() {
 				d.eps.Apply()
@@ -304,8 +329,23 @@ func (d *Daemon) resync(periodic bool) {
 	}
 	d.hostChanged()
 	d.proxy.relist()
+	if b, ok := d.accel.(*bpfAccel); ok && periodic {
+		// Compare against the kernel's maps this once, not against
+		// what the daemon wrote: repairs what changed behind its back.
+		b.dp.Reread()
+		b.fwd.pinsRead = false
+	}
 	if d.eps.Resync(periodic) {
 		d.eps.Apply()
+	}
+}
+
+// hostLinkLocal is told of each change of the host's link-local
+// addresses: the port guard's reserved ones may have changed. Called from
+// the address reader.
+func (d *Daemon) hostLinkLocal(ifindex int) {
+	if b, ok := d.accel.(*bpfAccel); ok {
+		b.hostChanged(ifindex)
 	}
 }
 
@@ -313,6 +353,9 @@ func (d *Daemon) resync(periodic bool) {
 // with --network-parent, the networks under it; it reports whether the
 // set of networks changed.
 func (d *Daemon) hostChanged() bool {
+	if b, ok := d.accel.(*bpfAccel); ok {
+		b.hostChanged(0)
+	}
 	if own, err := hostAddrs(); err == nil {
 		d.own = own
 		for _, disc := range d.discs {
@@ -447,7 +490,12 @@ func (k sysKernel) IsPort(index int) (bool, error) {
 	return err == nil, err
 }
 
-func (k sysKernel) PreparePort(name string) error { return k.d.portIPv6Off(name) }
+// PreparePorts queues the ports' IPv6 to be turned off between event
+// batches.
+func (k sysKernel) PreparePorts(names []string) error {
+	k.d.later.portIPv6Off(names)
+	return nil
+}
 
 // Publish puts the kernel proxy entries first, per network prefix: they
 // are quick, the kernel answers from them at once, and each makes the
@@ -459,14 +507,32 @@ func (k sysKernel) PreparePort(name string) error { return k.d.portIPv6Off(name)
 func (k sysKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) error {
 	d := k.d
 	var errs []error
-	if d.cfg.NDPProxy && d.host.Uplink != nil {
+	// The kernel's proxy entries go before BPF's entries and come after
+	// them: where BPF answers, the answers stay its own (flags, source)
+	// through a change.
+	// On the kernel dataplane the entries are the answers: first.
+	start := time.Now()
+	proxy := d.cfg.NDPProxy && d.host.Uplink != nil
+	if proxy && !d.bpfAnswers {
 		errs = append(errs, d.proxy.sync(d.nets, d.uplinkIndex, want))
+		proxy = false
+	}
+	if proxy {
+		errs = append(errs, d.proxy.withdraw(want))
+	}
+	if b, ok := d.accel.(*bpfAccel); ok {
+		b.fwd.guardPorts = d.eps.ports
 	}
 	if d.accel != nil {
 		if err := d.accel.Sync(eps); err != nil {
 			errs = append(errs, fmt.Errorf("bpf endpoints: %w", err))
 		}
 	}
+	synced := time.Now()
+	if proxy {
+		errs = append(errs, d.proxy.sync(d.nets, d.uplinkIndex, want))
+	}
+	slog.Debug("publish steps", "bpf", synced.Sub(start), "proxy", time.Since(synced))
 	n, held := 0, 0
 	for _, ep := range eps {
 		if len(ep.Addrs) > 0 {

@@ -43,6 +43,16 @@ type forwarder struct {
 	// ports holds the ports whose endpoint program this daemon attached
 	// or adopted, by host-side ifindex.
 	ports map[int]bool
+	// guardPorts, when set, are the served bridges' veth ports as the
+	// lifecycle knows them (see lifecycle.ports); nil: list the links.
+	guardPorts map[int]string
+	// pinsRead: the pinned port links were read (see attach).
+	pinsRead bool
+	// guard are the ports to be guarded as of the last attach; later, if
+	// set, is handed each that lacks its program instead of attaching
+	// it at once (the daemon's deferred work).
+	guard map[int]string
+	later func(idx int, name string)
 	// seenBridges are the bridges of the endpoints of every network seen.
 	seenBridges map[int]bool
 	// firstBridge is the first network's bridge (--bridge): network 0.
@@ -327,31 +337,45 @@ func (f *forwarder) attach(eps map[int]*Endpoint) error {
 			f.seenBridges[ep.Bridge] = true
 		}
 	}
-	guard, err := bridgePorts(f.bridges())
-	if err != nil {
-		errs = append(errs, err)
+	var guard map[int]string
+	if f.guardPorts != nil {
+		// The ports the lifecycle knows from the link events and scans.
+		guard = make(map[int]string, len(f.guardPorts)+len(eps))
+		for idx, name := range f.guardPorts {
+			guard[idx] = name
+		}
+	} else {
+		var err error
+		if guard, err = bridgePorts(f.bridges()); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for idx, ep := range eps {
 		guard[idx] = ep.HostIf
 	}
+	f.guard = guard
 	for idx, name := range guard {
 		if f.ports[idx] {
 			continue
 		}
-		if _, err := f.dp.AttachPort(idx); err != nil {
-			if !isGone(err) {
-				errs = append(errs, fmt.Errorf("port %s: %w", name, err))
-			}
+		if f.later != nil {
+			// The daemon attaches it between event batches (see later).
+			f.later(idx, name)
 			continue
 		}
-		f.ports[idx] = true
-		slog.Debug("endpoint program attached", "port", name)
+		errs = append(errs, f.attachPort(idx, name))
 	}
-	pinned, err := f.dp.Ports()
-	errs = append(errs, err)
-	for _, idx := range pinned {
-		if _, ok := guard[idx]; !ok {
-			f.ports[idx] = true
+	if !f.pinsRead {
+		// What an earlier run pinned for ports that are no longer
+		// there: read at the start and at each periodic resync, not on
+		// every apply (with native XDP every port has a pin).
+		pinned, err := f.dp.Ports()
+		errs = append(errs, err)
+		f.pinsRead = err == nil
+		for _, idx := range pinned {
+			if _, ok := guard[idx]; !ok {
+				f.ports[idx] = true
+			}
 		}
 	}
 	for idx := range f.ports {
@@ -365,6 +389,23 @@ func (f *forwarder) attach(eps map[int]*Endpoint) error {
 		delete(f.ports, idx)
 	}
 	return errors.Join(errs...)
+}
+
+// attachPort attaches the endpoint program to one port, unless it has it
+// or is no longer to be guarded; a port that went is no error.
+func (f *forwarder) attachPort(idx int, name string) error {
+	if _, ok := f.guard[idx]; !ok || f.ports[idx] {
+		return nil
+	}
+	if _, err := f.dp.AttachPort(idx); err != nil {
+		if isGone(err) {
+			return nil
+		}
+		return fmt.Errorf("port %s: %w", name, err)
+	}
+	f.ports[idx] = true
+	slog.Debug("endpoint program attached", "port", name)
+	return nil
 }
 
 // bridges returns the ifindexes of the bridges whose ports are guarded:
@@ -460,8 +501,10 @@ func (d *Daemon) bridgePortsChanged(blocked map[int]bool, apply bool) {
 	if !ok {
 		return
 	}
-	b.flags.set(blocked)
-	if apply || b.synced == nil {
+	// A port joining brings a notice too (not blocked, as most are):
+	// rewrite the entries only when a port that has one changes, not on
+	// every notice of a burst of thousands of joins.
+	if !b.flags.set(blocked, b.synced) || apply || b.synced == nil {
 		return
 	}
 	if err := b.syncPorts(b.synced); err != nil {
@@ -483,13 +526,22 @@ type portFlags struct {
 // portFlagsAll is how often every port's flags are read again.
 const portFlagsAll = 10 * time.Second
 
-func (f *portFlags) set(blocked map[int]bool) {
+// set records the flags of the ports in blocked and reports whether one of
+// the ports of entries (those with an entry in the ports map) changed, as
+// blocked reads it (unknown counts as blocked).
+func (f *portFlags) set(blocked map[int]bool, entries map[int]*Endpoint) bool {
 	if f.known == nil {
 		f.known = map[int]bool{}
 	}
+	changed := false
 	for idx, v := range blocked {
+		old, ok := f.known[idx]
+		if _, has := entries[idx]; has && v != (old || !ok) {
+			changed = true
+		}
 		f.known[idx] = v
 	}
+	return changed
 }
 
 // blocked returns, for the ports of eps, whether each is blocked. A port

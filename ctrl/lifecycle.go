@@ -26,8 +26,8 @@ type kernel interface {
 	IsPort(index int) (bool, error)
 	// Bridges returns the served bridges that exist, by ifindex.
 	Bridges() map[int]string
-	// PreparePort turns IPv6 off on a new port.
-	PreparePort(name string) error
+	// PreparePorts turns IPv6 off on new ports, all at once.
+	PreparePorts(names []string) error
 	// Publish makes the BPF maps and the kernel proxy entries hold
 	// exactly the addresses of eps (each endpoint's Addrs are those it
 	// owns, maybe none), and the ports map an entry for every port in
@@ -81,6 +81,12 @@ type lifecycle struct {
 	// live the addresses.
 	published map[int]*Endpoint
 	live      map[netip.Addr]bool
+	// ports are every veth port of a served bridge as the events and
+	// scans tell, resolved or not, by ifindex: the ones that get a port
+	// guard (no link dump on every apply).
+	ports map[int]string
+	// unprepared are the new ports whose IPv6 is to be turned off.
+	unprepared []string
 	// conflicts counts addresses claimed by a second port (issue 9);
 	// current is the set last recorded.
 	conflicts uint64
@@ -103,7 +109,7 @@ const (
 
 func newLifecycle(k kernel, bridges []string) *lifecycle {
 	l := &lifecycle{k: k, names: map[string]bool{}, bridges: k.Bridges(), now: time.Now,
-		found: map[int]*Endpoint{}, pending: map[int]retry{}, published: map[int]*Endpoint{}, live: map[netip.Addr]bool{}}
+		found: map[int]*Endpoint{}, pending: map[int]retry{}, ports: map[int]string{}, published: map[int]*Endpoint{}, live: map[netip.Addr]bool{}}
 	for _, b := range bridges {
 		l.names[b] = true
 	}
@@ -122,6 +128,7 @@ func (l *lifecycle) Links(evs []linkEvent) bool {
 		c, d := l.link(ev)
 		changed, due = changed || c, due || d
 	}
+	l.prepare()
 	if due {
 		changed = l.Retry() || changed
 	}
@@ -154,7 +161,8 @@ func (l *lifecycle) link(ev linkEvent) (changed, due bool) {
 		// kernel before believing it.
 		_, known := l.found[idx]
 		_, waiting := l.pending[idx]
-		if !known && !waiting {
+		_, port := l.ports[idx]
+		if !known && !waiting && !port {
 			return false, false
 		}
 		if is, err := l.k.IsPort(idx); err == nil && is || err != nil && !isGone(err) {
@@ -164,24 +172,22 @@ func (l *lifecycle) link(ev linkEvent) (changed, due bool) {
 	}
 	if gone {
 		delete(l.pending, idx)
+		delete(l.ports, idx)
 		if _, ok := l.found[idx]; ok {
 			delete(l.found, idx)
 			return true, false
 		}
 		return false, false
 	}
+	l.ports[idx] = ev.Name
 	if _, known := l.found[idx]; known {
 		return false, false
 	}
 	if _, waiting := l.pending[idx]; waiting {
 		return false, false
 	}
-	// At once: on a port whose IPv6 is up (its link-local address and
-	// routes made), turning it off walks the host's routes, which at
-	// 10,000 ports is milliseconds a port.
-	if err := l.k.PreparePort(ev.Name); err != nil && !isGone(err) {
-		slog.Warn("port ipv6 off", "port", ev.Name, "err", err)
-	}
+	// At once (see prepare).
+	l.unprepared = append(l.unprepared, ev.Name)
 	now := l.now()
 	l.pending[idx] = retry{next: now, deadline: now.Add(retryFor), delay: retryFirst}
 	return false, true
@@ -367,8 +373,12 @@ func (l *lifecycle) Resync(periodic bool) bool {
 		return false
 	}
 	next := map[int]*Endpoint{}
+	l.ports = make(map[int]string, len(eps))
 	for i := range eps {
 		ep := eps[i]
+		if ep.Err == nil || !isGone(ep.Err) {
+			l.ports[ep.HostIndex] = ep.HostIf
+		}
 		if ep.Err != nil {
 			// A port that is still there but could not be read this
 			// time keeps what was known of it.
@@ -380,9 +390,7 @@ func (l *lifecycle) Resync(periodic bool) bool {
 			continue
 		}
 		if !periodic {
-			if err := l.k.PreparePort(ep.HostIf); err != nil && !isGone(err) {
-				slog.Warn("port ipv6 off", "port", ep.HostIf, "err", err)
-			}
+			l.unprepared = append(l.unprepared, ep.HostIf)
 		}
 		if len(ep.Held) > 0 {
 			delete(l.pending, ep.HostIndex)
@@ -390,7 +398,20 @@ func (l *lifecycle) Resync(periodic bool) bool {
 		next[ep.HostIndex] = &ep
 	}
 	l.found = next
+	l.prepare()
 	return true
+}
+
+// prepare has IPv6 turned off on the new ports (the daemon does it between
+// event batches, see later).
+func (l *lifecycle) prepare() {
+	if len(l.unprepared) == 0 {
+		return
+	}
+	if err := l.k.PreparePorts(l.unprepared); err != nil {
+		slog.Warn("ports' ipv6 off", "ports", len(l.unprepared), "err", err)
+	}
+	l.unprepared = l.unprepared[:0]
 }
 
 // Apply decides ownership and publishes: the BPF map and proxy entries
@@ -421,9 +442,11 @@ func (l *lifecycle) Apply() {
 			want[a] = true
 		}
 	}
+	start := time.Now()
 	if err := l.k.Publish(pub, want); err != nil {
 		slog.Warn("publishing endpoints", "err", err)
 	}
+	slog.Debug("published", "endpoints", len(pub), "addresses", len(want), "took", time.Since(start))
 	var fresh, gone []netip.Addr
 	for a := range want {
 		if !l.live[a] {

@@ -111,8 +111,10 @@ func (k *fakeKernel) Bridges() map[int]string {
 	return out
 }
 
-func (k *fakeKernel) PreparePort(name string) error {
-	k.prepared[name] = true
+func (k *fakeKernel) PreparePorts(names []string) error {
+	for _, name := range names {
+		k.prepared[name] = true
+	}
 	return nil
 }
 

@@ -10,76 +10,163 @@ import (
 	"strings"
 )
 
-// portIPv6Off turns IPv6 off on a bridge port the daemon adopted (one a
-// container engine made; see preparePort for why). The old value goes into
-// the journal before the change, so `v6dp cleanup` gives the port its IPv6
-// back even if the daemon dies right after. Ports that `v6dp container add`
-// made are off already and go with their container: nothing to journal.
-func (d *Daemon) portIPv6Off(name string) error {
-	key := ipv6Conf(name, "disable_ipv6")
-	old, err := ReadSysctl(key)
-	if err != nil {
-		return err
+// portsIPv6Off turns IPv6 off on bridge ports the daemon adopted (ones a
+// container engine made; see preparePort for why). The old values go
+// into the journal, all in one write, before any change, so `v6dp
+// cleanup` gives the ports their IPv6 back even if the daemon dies right
+// after. Ports that `v6dp container add` made are off already and go with
+// their container: nothing to journal. Each port's file is opened once,
+// to read the old value and write the new one.
+func (d *Daemon) portsIPv6Off(names []string) error {
+	type port struct {
+		name, old string
+		f         *os.File
 	}
-	if old == "1" {
-		return nil
+	var todo []port
+	var errs []error
+	defer func() {
+		for _, p := range todo {
+			p.f.Close()
+		}
+	}()
+	for _, name := range names {
+		key := ipv6Conf(name, "disable_ipv6")
+		f, err := os.OpenFile(sysctlPath(key), os.O_RDWR, 0)
+		if err != nil {
+			if !isGone(err) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		var b [8]byte
+		n, err := f.Read(b[:])
+		old := strings.TrimSpace(string(b[:n]))
+		if err != nil || old == "1" {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("reading %s: %w", SysctlName(key), err))
+			}
+			f.Close()
+			continue
+		}
+		todo = append(todo, port{name: name, old: old, f: f})
 	}
-	if err := d.store.JournalPort(name, old); err != nil {
-		return fmt.Errorf("journaling %s: %w", SysctlName(key), err)
+	if len(todo) == 0 {
+		return errors.Join(errs...)
 	}
-	if err := writeSysctlQuiet(key, "1"); err != nil {
-		return err
+	olds := make(map[string]string, len(todo))
+	for _, p := range todo {
+		olds[p.name] = p.old
 	}
-	slog.Debug("port ipv6 off", "port", name, "was", old)
-	return nil
+	if err := d.store.JournalPorts(olds); err != nil {
+		return errors.Join(append(errs, fmt.Errorf("journaling the ports' disable_ipv6: %w", err))...)
+	}
+	for _, p := range todo {
+		if _, err := p.f.WriteAt([]byte("1"), 0); err != nil && !isGone(err) {
+			errs = append(errs, fmt.Errorf("sysctl %s=1: %w", SysctlName(ipv6Conf(p.name, "disable_ipv6")), err))
+			continue
+		}
+		slog.Debug("port ipv6 off", "port", p.name, "was", p.old)
+	}
+	return errors.Join(errs...)
 }
 
-// portJournalDir holds one file per port whose disable_ipv6 v6dp set, named
-// after the port and holding the old value. Not in journal.json: a port
-// joins at a time, thousands at once, and rewriting one growing file per
-// port cost O(ports) each (seconds at 2000 ports); a small file each is
-// O(1).
-const portJournalDir = "ports"
+// portJournal holds the ports whose disable_ipv6 v6dp set, a line each:
+// the port's name and its old value. Appended to, one write for a burst
+// of ports: rewriting journal.json, or creating a file per port, cost
+// O(ports) or a directory entry each at thousands of ports. The periodic
+// resync rewrites it without the ports that are gone. portJournalDir is
+// the file-per-port layout of earlier versions, still read and cleaned.
+const (
+	portJournal    = "ports.journal"
+	portJournalDir = "ports"
+)
 
-// JournalPort records the port's disable_ipv6 before v6dp changes it, the
-// first time only.
-func (s Store) JournalPort(port, old string) error {
-	dir := s.path(portJournalDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// JournalPorts records the ports' old disable_ipv6 values (port name to
+// value) before v6dp changes them.
+func (s Store) JournalPorts(olds map[string]string) error {
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, port), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if errors.Is(err, fs.ErrExist) {
-		return nil
-	}
+	f, err := os.OpenFile(s.path(portJournal), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteString(old)
+	var b strings.Builder
+	for name, old := range olds {
+		fmt.Fprintf(&b, "%s %s\n", name, old)
+	}
+	_, err = f.WriteString(b.String())
 	return errors.Join(err, f.Close())
 }
 
-// journaledPorts returns the ports' old disable_ipv6 values, by port name.
+// journaledPorts returns the ports' old disable_ipv6 values, by port name;
+// the first value journaled for a port is the one from before v6dp.
 func (s Store) journaledPorts() map[string]string {
 	out := map[string]string{}
-	ents, err := os.ReadDir(s.path(portJournalDir))
+	if ents, err := os.ReadDir(s.path(portJournalDir)); err == nil {
+		for _, e := range ents {
+			if b, err := os.ReadFile(filepath.Join(s.path(portJournalDir), e.Name())); err == nil {
+				out[e.Name()] = strings.TrimSpace(string(b))
+			}
+		}
+	}
+	b, err := os.ReadFile(s.path(portJournal))
 	if err != nil {
 		return out
 	}
-	for _, e := range ents {
-		if b, err := os.ReadFile(filepath.Join(s.path(portJournalDir), e.Name())); err == nil {
-			out[e.Name()] = strings.TrimSpace(string(b))
+	for _, line := range strings.Split(string(b), "\n") {
+		name, old, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || name == "" {
+			continue
+		}
+		if _, seen := out[name]; !seen {
+			out[name] = old
 		}
 	}
 	return out
 }
 
-// forgetGonePortFiles removes the entries of ports that no longer exist.
+// forgetGonePortFiles drops the entries of ports that no longer exist (an
+// interface name may come back later as another port, with its own old
+// value).
 func (s Store) forgetGonePortFiles() {
-	for port := range s.journaledPorts() {
-		if _, err := os.Stat(filepath.Dir(sysctlPath(ipv6Conf(port, "disable_ipv6")))); errors.Is(err, fs.ErrNotExist) {
-			_ = os.Remove(filepath.Join(s.path(portJournalDir), port))
+	gone := func(port string) bool {
+		_, err := os.Stat(filepath.Dir(sysctlPath(ipv6Conf(port, "disable_ipv6"))))
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	if ents, err := os.ReadDir(s.path(portJournalDir)); err == nil {
+		for _, e := range ents {
+			if gone(e.Name()) {
+				_ = os.Remove(filepath.Join(s.path(portJournalDir), e.Name()))
+			}
 		}
+		_ = os.Remove(s.path(portJournalDir)) // only once empty
+	}
+	b, err := os.ReadFile(s.path(portJournal))
+	if err != nil {
+		return
+	}
+	var keep strings.Builder
+	dropped := false
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, _, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || name == "" {
+			continue
+		}
+		if seen[name] || gone(name) {
+			dropped = true
+			continue
+		}
+		seen[name] = true
+		keep.WriteString(strings.TrimSpace(line) + "\n")
+	}
+	if !dropped {
+		return
+	}
+	tmp := s.path(portJournal + ".tmp")
+	if err := os.WriteFile(tmp, []byte(keep.String()), 0o644); err == nil {
+		_ = os.Rename(tmp, s.path(portJournal))
 	}
 }
 

@@ -1,6 +1,12 @@
 package ctrl
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
 
 // The journal forgets the ports that are gone and keeps everything else.
 func TestForgetGonePorts(t *testing.T) {
@@ -22,5 +28,36 @@ func TestForgetGonePorts(t *testing.T) {
 	}
 	for k := range want {
 		t.Errorf("forgot %s", k)
+	}
+}
+
+// The port journal: appended in bursts, read with the first value of a
+// port winning (the one from before v6dp), the older file-per-port layout
+// read too, and the ports that are gone forgotten.
+func TestPortJournal(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	// An earlier version's layout.
+	if err := os.MkdirAll(st.path(portJournalDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(st.path(portJournalDir), "v6dpgone1x"), []byte("0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.JournalPorts(map[string]string{"lo": "0", "v6dpgone0x": "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.JournalPorts(map[string]string{"lo": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"lo": "0", "v6dpgone0x": "0", "v6dpgone1x": "0"}
+	if diff := cmp.Diff(want, st.journaledPorts()); diff != "" {
+		t.Fatalf("journaled ports (-want +got):\n%s", diff)
+	}
+	st.forgetGonePortFiles()
+	if diff := cmp.Diff(map[string]string{"lo": "0"}, st.journaledPorts()); diff != "" {
+		t.Fatalf("after forgetting the gone ports (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(st.path(portJournalDir)); !os.IsNotExist(err) {
+		t.Errorf("the old layout's directory is still there: %v", err)
 	}
 }

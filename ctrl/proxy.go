@@ -186,6 +186,32 @@ func (t proxyTables) sync(nets []Network, uplinkOf func(Network) int, want map[n
 	return errors.Join(errs...)
 }
 
+// withdraw removes the entries of the addresses that left want, and adds
+// none: Publish withdraws before the BPF maps change and adds after them,
+// so that the kernel never answers for an address BPF does not (yet, or
+// any more) answer for itself. A table due for a full listing is left to
+// its sync.
+func (t proxyTables) withdraw(want map[netip.Addr]bool) error {
+	var errs []error
+	for idx, pt := range t {
+		if pt.full || pt.h == nil || idx != pt.uplink {
+			continue
+		}
+		for a := range pt.have {
+			if want[a] {
+				continue
+			}
+			if err := pt.h.NeighDel(proxyNeigh(idx, a)); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("removing proxy entry %s: %w", a, err))
+				pt.full = true
+				continue
+			}
+			delete(pt.have, a)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // relist makes every uplink's next sync list the kernel's entries.
 func (t proxyTables) relist() {
 	for _, pt := range t {

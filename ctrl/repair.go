@@ -511,7 +511,7 @@ func (o *ops) repairPrograms() (reapply bool) {
 	for _, ep := range d.ports() {
 		ports[ep.HostIndex] = ep.HostIf
 	}
-	// Port programs are clsact filters (see loader.AttachPort): asked for
+	// Port programs are tc filters (see loader.AttachPort): asked for
 	// one by one, a netlink request a port.
 	for idx, name := range ports {
 		if !bpf.fwd.ports[idx] {
@@ -549,7 +549,7 @@ func (o *ops) repairPorts() (reapply bool) {
 	for _, ep := range d.ports() {
 		key := ipv6Conf(ep.HostIf, "disable_ipv6")
 		if v, err := ReadSysctl(key); err == nil && v == "0" {
-			if err := d.portIPv6Off(ep.HostIf); err == nil {
+			if err := d.portsIPv6Off([]string{ep.HostIf}); err == nil {
 				o.repaired("sysctl", "key", SysctlName(key), "from", "0", "to", "1")
 			}
 		}

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cilium/ebpf"
 )
 
 // Port is what the endpoint behind one bridge port may send: its own MAC
@@ -64,14 +62,7 @@ func (d *Dataplane) GuardedPorts() (map[uint32]Port, error) {
 	)
 	it := d.objs.V6dpPorts.Iterate()
 	for it.Next(&k, &v) {
-		p := Port{MAC: net.HardwareAddr(append([]byte(nil), v.Mac[:]...))}
-		if v.Flags&uint32(uplinkPortFlagsPORT_F_LL) != 0 {
-			p.LinkLocal = netip.AddrFrom16(v.LinkLocal)
-		}
-		p.GuardOnly = v.Flags&uint32(uplinkPortFlagsPORT_F_GUARD_ONLY) != 0
-		p.NoSwitch = v.Flags&uint32(uplinkPortFlagsPORT_F_NO_SWITCH) != 0
-		p.Net = v.Net
-		out[k] = p
+		out[k] = portFrom(v)
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("reading the ports map: %w", err)
@@ -79,11 +70,38 @@ func (d *Dataplane) GuardedPorts() (map[uint32]Port, error) {
 	return out, nil
 }
 
+// PortsWritten returns the ports map as this process wrote it last (read
+// from the kernel the first time): what SyncPorts compares against.
+func (d *Dataplane) PortsWritten() (map[uint32]Port, error) {
+	d.w.mu.Lock()
+	defer d.w.mu.Unlock()
+	if err := d.loadPorts(); err != nil {
+		return nil, err
+	}
+	out := make(map[uint32]Port, len(d.w.ports))
+	for k, v := range d.w.ports {
+		out[k] = portFrom(v)
+	}
+	return out, nil
+}
+
+func portFrom(v uplinkPortInfo) Port {
+	p := Port{MAC: net.HardwareAddr(append([]byte(nil), v.Mac[:]...))}
+	if v.Flags&uint32(uplinkPortFlagsPORT_F_LL) != 0 {
+		p.LinkLocal = netip.AddrFrom16(v.LinkLocal)
+	}
+	p.GuardOnly = v.Flags&uint32(uplinkPortFlagsPORT_F_GUARD_ONLY) != 0
+	p.NoSwitch = v.Flags&uint32(uplinkPortFlagsPORT_F_NO_SWITCH) != 0
+	p.Net = v.Net
+	return p
+}
+
 // SyncPorts makes the ports map hold exactly want, by host-side ifindex:
 // new and changed entries first, then the ones that went.
 func (d *Dataplane) SyncPorts(want map[uint32]Port) error {
-	have, err := d.GuardedPorts()
-	if err != nil {
+	d.w.mu.Lock()
+	defer d.w.mu.Unlock()
+	if err := d.loadPorts(); err != nil {
 		return err
 	}
 	var errs []error
@@ -93,20 +111,18 @@ func (d *Dataplane) SyncPorts(want map[uint32]Port) error {
 			errs = append(errs, fmt.Errorf("port ifindex %d: %w", idx, err))
 			continue
 		}
-		if old, ok := have[idx]; ok {
-			if ov, err := portValue(old); err == nil && ov == v {
-				continue
-			}
+		if old, ok := d.w.ports[idx]; ok && old == v {
+			continue
 		}
-		if err := d.objs.V6dpPorts.Put(idx, &v); err != nil {
+		if err := d.writePort(idx, v); err != nil {
 			errs = append(errs, fmt.Errorf("writing port ifindex %d: %w", idx, err))
 		}
 	}
-	for idx := range have {
+	for idx := range d.w.ports {
 		if _, ok := want[idx]; ok {
 			continue
 		}
-		if err := d.objs.V6dpPorts.Delete(idx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err := d.removePort(idx); err != nil {
 			errs = append(errs, fmt.Errorf("deleting port ifindex %d: %w", idx, err))
 		}
 	}

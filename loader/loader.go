@@ -3,11 +3,13 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"github.com/vishvananda/netlink"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -153,6 +155,11 @@ type Dataplane struct {
 	egress egressPrograms
 	// counterNames[id] is the snake_case name of counter id.
 	counterNames []string
+	// w is what the syncs wrote last.
+	w written
+	// nl is the netlink socket for the port attachments (nlMu).
+	nlMu sync.Mutex
+	nl   *netlink.Handle
 }
 
 // Open loads the programs and maps, reusing maps pinned under pinDir
@@ -215,6 +222,12 @@ func Open(pinDir string) (*Dataplane, error) {
 // Close closes the file descriptors. Pins and attachments stay in place, so
 // the programs keep answering after the daemon exits.
 func (d *Dataplane) Close() error {
+	d.nlMu.Lock()
+	if d.nl != nil {
+		d.nl.Close()
+		d.nl = nil
+	}
+	d.nlMu.Unlock()
 	return errors.Join(d.egress.Close(), d.objs.Close())
 }
 

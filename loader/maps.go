@@ -262,22 +262,30 @@ func endpointFrom(k uplinkEndpointKey, v uplinkEndpointInfo) Endpoint {
 // PutEndpoint adds or updates one endpoint. A forwarding endpoint's port
 // goes into the devmap first, so that XDP finds it as soon as the address.
 func (d *Dataplane) PutEndpoint(e Endpoint) error {
-	if err := d.putEndpoint(e); err != nil {
+	d.w.mu.Lock()
+	defer d.w.mu.Unlock()
+	k, v, err := endpointKV(e)
+	if err != nil {
+		return err
+	}
+	if err := d.putEndpoint(e, k, v); err != nil {
 		return err
 	}
 	// An update may have moved the address off its old port.
 	return d.pruneDevmap()
 }
 
-func (d *Dataplane) putEndpoint(e Endpoint) error {
+func endpointKV(e Endpoint) (uplinkEndpointKey, uplinkEndpointInfo, error) {
 	k, err := endpointKey(e.Addr)
 	if err != nil {
-		return err
+		return k, uplinkEndpointInfo{}, err
 	}
 	v, err := endpointValue(e)
-	if err != nil {
-		return err
-	}
+	return k, v, err
+}
+
+// putEndpoint writes one endpoint, with mu held.
+func (d *Dataplane) putEndpoint(e Endpoint, k uplinkEndpointKey, v uplinkEndpointInfo) error {
 	// Every endpoint's port is in the devmap, forwarding or not: the
 	// kernel deletes a device's entry when the device goes, which is how
 	// the programs know a container has gone while no daemon runs.
@@ -285,7 +293,7 @@ func (d *Dataplane) putEndpoint(e Endpoint) error {
 	// for a proxy-only endpoint on it would be wrong anyway, and the
 	// programs do not, as its entry is missing.
 	if e.Ifindex != 0 {
-		err := d.objs.V6dpDevmap.Put(e.Ifindex, e.Ifindex)
+		err := d.writeDevmap(e.Ifindex)
 		if err != nil && e.Flags&EndpointForward == 0 && errors.Is(err, unix.EINVAL) {
 			err = nil
 		}
@@ -293,7 +301,7 @@ func (d *Dataplane) putEndpoint(e Endpoint) error {
 			return fmt.Errorf("endpoint %s: adding ifindex %d to the devmap: %w", e.Addr, e.Ifindex, err)
 		}
 	}
-	if err := d.objs.V6dpEndpoints.Put(&k, &v); err != nil {
+	if err := d.writeEndpoint(k, v); err != nil {
 		return fmt.Errorf("writing endpoint %s: %w", e.Addr, err)
 	}
 	return nil
@@ -302,46 +310,40 @@ func (d *Dataplane) putEndpoint(e Endpoint) error {
 // DeleteEndpoint removes one endpoint; removing an absent one is not an
 // error. The port leaves the devmap with its last forwarding address.
 func (d *Dataplane) DeleteEndpoint(a netip.Addr) error {
-	if err := d.deleteEndpoint(a); err != nil {
-		return err
-	}
-	return d.pruneDevmap()
-}
-
-func (d *Dataplane) deleteEndpoint(a netip.Addr) error {
+	d.w.mu.Lock()
+	defer d.w.mu.Unlock()
 	k, err := endpointKey(a)
 	if err != nil {
 		return err
 	}
-	if err := d.objs.V6dpEndpoints.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := d.removeEndpoint(k); err != nil {
 		return fmt.Errorf("deleting endpoint %s: %w", a, err)
 	}
-	return nil
+	return d.pruneDevmap()
 }
 
 // pruneDevmap deletes the devmap entries of ports that no endpoint uses
 // any more. Run after the endpoint entries are gone, it
 // keeps XDP from redirecting into a port whose addresses have left (the
 // kernel deletes the entry of a device that is unregistered by itself).
+// Called with mu held.
 func (d *Dataplane) pruneDevmap() error {
-	eps, err := d.Endpoints()
-	if err != nil {
+	if err := d.loadEndpoints(); err != nil {
 		return err
 	}
-	used := make(map[uint32]bool, len(eps))
-	for _, e := range eps {
-		used[e.Ifindex] = true
-	}
-	ports, err := d.ForwardPorts()
-	if err != nil {
+	if err := d.loadDevmap(); err != nil {
 		return err
+	}
+	used := make(map[uint32]bool, len(d.w.eps))
+	for _, v := range d.w.eps {
+		used[v.Ifindex] = true
 	}
 	var errs []error
-	for _, p := range ports {
+	for p := range d.w.devmap {
 		if used[p] {
 			continue
 		}
-		if err := d.objs.V6dpDevmap.Delete(p); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err := d.removeDevmap(p); err != nil {
 			errs = append(errs, fmt.Errorf("deleting ifindex %d from the devmap: %w", p, err))
 		}
 	}
@@ -387,44 +389,38 @@ func (d *Dataplane) Endpoints() (map[netip.Addr]Endpoint, error) {
 // changed endpoints first, then deletes the others, so an address that
 // stays live is never missing in between. Errors are joined, not fatal.
 func (d *Dataplane) SyncEndpoints(want map[netip.Addr]Endpoint) error {
-	have, err := d.Endpoints()
-	if err != nil {
+	d.w.mu.Lock()
+	defer d.w.mu.Unlock()
+	if err := d.loadEndpoints(); err != nil {
 		return err
 	}
 	var errs []error
-	keep := make(map[netip.Addr]bool, len(want))
+	keep := make(map[uplinkEndpointKey]bool, len(want))
 	for a, e := range want {
 		e.Addr = a
-		k, err := endpointKey(a)
+		k, v, err := endpointKV(e)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		keep[netip.AddrFrom16(k.Addr)] = true
-		if old, ok := have[netip.AddrFrom16(k.Addr)]; ok && sameEndpoint(old, e) {
+		keep[k] = true
+		if old, ok := d.w.eps[k]; ok && old == v {
 			continue
 		}
-		if err := d.putEndpoint(e); err != nil {
+		if err := d.putEndpoint(e, k, v); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	for a := range have {
-		if keep[a] {
+	for k := range d.w.eps {
+		if keep[k] {
 			continue
 		}
-		if err := d.deleteEndpoint(a); err != nil {
-			errs = append(errs, err)
+		if err := d.removeEndpoint(k); err != nil {
+			errs = append(errs, fmt.Errorf("deleting endpoint %s: %w", netip.AddrFrom16(k.Addr), err))
 		}
 	}
 	errs = append(errs, d.pruneDevmap())
 	return errors.Join(errs...)
-}
-
-// sameEndpoint compares what the map stores (a nil MAC is stored as zeros).
-func sameEndpoint(a, b Endpoint) bool {
-	va, errA := endpointValue(a)
-	vb, errB := endpointValue(b)
-	return errA == nil && errB == nil && va == vb
 }
 
 // Counters returns the packet counters summed over CPUs, keyed by the

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // `v6dp cleanup` gives back every sysctl the daemon changed: on a bridge
@@ -37,7 +38,13 @@ func TestCleanupRestoresEverySysctl(t *testing.T) {
 			c := s.name("cs")
 			addr := s.addContainer(t, c)
 			s.waitLive(t, addr, dp != "kernel")
+			// The port's IPv6 goes off between the daemon's event
+			// batches, just after the port is served.
 			during := sysctls(t, s)
+			for end := time.Now().Add(5 * time.Second); during["net/ipv6/conf/"+port+"/disable_ipv6"] != "1" && time.Now().Before(end); {
+				time.Sleep(20 * time.Millisecond)
+				during = sysctls(t, s)
+			}
 			// The daemon did change things, the port's IPv6 among them;
 			// otherwise the comparison below proves nothing.
 			for _, k := range []string{"net/ipv6/conf/" + port + "/disable_ipv6", "net/ipv6/conf/all/forwarding",

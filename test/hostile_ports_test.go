@@ -248,8 +248,8 @@ func (h *hostile) macTaken(t *testing.T) {
 }
 
 // ingressProgram reports an error unless a BPF program runs at the ingress
-// of the host's interface ifname: TCX (asked of the kernel), or a clsact
-// filter.
+// of the host's interface ifname: TCX (asked of the kernel), or a tc
+// filter (clsact or ingress qdisc).
 func (h *hostile) ingressProgram(ifname string) error {
 	var n int
 	err := topo.InNS(h.Host, func() error {
@@ -273,5 +273,5 @@ func (h *hostile) ingressProgram(ifname string) error {
 	if out, _ := h.Run(h.Host, "tc", "filter", "show", "dev", ifname, "ingress"); strings.Contains(out, " bpf ") {
 		return nil
 	}
-	return fmt.Errorf("no BPF program at the ingress of %s (TCX or clsact)", ifname)
+	return fmt.Errorf("no BPF program at the ingress of %s (TCX or tc filter)", ifname)
 }

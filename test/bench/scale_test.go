@@ -331,6 +331,10 @@ func (st *scaleTopo) daemonArgs() []string {
 	for _, n := range st.Nets[1:] {
 		args = append(args, "--network", n.Bridge+"="+n.Prefix.String())
 	}
+	if lvl := os.Getenv("V6DP_SCALE_LOG"); lvl != "" {
+		// The daemon's log level (debug: how long each step took).
+		args = append(args, "--log-level", lvl)
+	}
 	return args
 }
 
@@ -454,6 +458,10 @@ type phase struct {
 	// entry was found (polled every 20 ms); Proxy, Endpoints, Ports and
 	// Devmap the moments each was complete.
 	Converged, Proxy, EPMap, PortMap, Devmap time.Duration
+	// Guarded and IPv6Off: from the last port's joining until every port
+	// has its endpoint program and its IPv6 off, work the daemon does
+	// after serving the ports (polled every 200 ms after convergence).
+	Guarded, IPv6Off time.Duration
 	CPU                                      time.Duration // daemon CPU from the first join to convergence
 	Settled                                  time.Duration // daemon CPU from the first join until it is idle
 	RSS                                      int64         // after it, settled
@@ -590,6 +598,9 @@ func (st *scaleTopo) phase(d *scaleDaemon, from, to int) (phase, error) {
 		return f, err
 	}
 	f.CPU = conv.CPU - before.CPU
+	if err := st.portWork(&f, joined, from, to); err != nil {
+		return f, err
+	}
 	// Settled: no CPU used for a second (announcements are sent a second
 	// apart, three rounds).
 	prev := conv
@@ -609,6 +620,58 @@ func (st *scaleTopo) phase(d *scaleDaemon, from, to int) (phase, error) {
 	f.Settled = prev.CPU - before.CPU
 	f.RSS = prev.RSS
 	return f, nil
+}
+
+// portWork waits until every port of networks [from, to) has its endpoint
+// program (a v6dp tc filter at its ingress) and its IPv6 off, and records
+// when each was complete, from joined.
+func (st *scaleTopo) portWork(f *phase, joined time.Time, from, to int) error {
+	unguarded, on := map[int]bool{}, map[string]bool{}
+	for _, p := range st.Ports {
+		if p.Net >= from && p.Net < to {
+			unguarded[p.Index], on[p.HostIf] = true, true
+		}
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		err := st.inHost(func(h *netlink.Handle) error {
+			for idx := range unguarded {
+				filters, err := h.FilterList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: idx}}, netlink.HANDLE_MIN_INGRESS)
+				if err != nil {
+					continue // no qdisc yet
+				}
+				for _, fl := range filters {
+					if bf, ok := fl.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "v6dp_tc_endpoint") {
+						delete(unguarded, idx)
+					}
+				}
+			}
+			for name := range on {
+				// /proc/sys/net shows the namespace of the thread that opens it.
+				if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6"); err == nil && strings.TrimSpace(string(b)) == "1" {
+					delete(on, name)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		if len(unguarded) == 0 && f.Guarded == 0 {
+			f.Guarded = now.Sub(joined)
+		}
+		if len(on) == 0 && f.IPv6Off == 0 {
+			f.IPv6Off = now.Sub(joined)
+		}
+		if f.Guarded > 0 && f.IPv6Off > 0 {
+			return nil
+		}
+		if now.After(deadline) {
+			return fmt.Errorf("3 minutes after convergence: %d ports without their program, %d with IPv6 on", len(unguarded), len(on))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // proxyCount counts the wanted addresses that have a kernel proxy entry on
@@ -948,13 +1011,13 @@ func writeScale(w *strings.Builder, p scaleParams, tuning string, runs []scaleRu
 	n := p.Nets * p.PerNet
 	fmt.Fprintf(w, "\nScale: %d networks of %d containers (%d endpoints; far ends %d to a namespace), one daemon, --dataplane auto; %s for the run\n",
 		p.Nets, p.PerNet, n, p.PerNS, tuning)
-	fmt.Fprintf(w, "Times from the last port's joining its bridge to every entry found (polled every 20 ms); medians of %d runs (min-max); CPU is the daemon's utime+stime\n", len(runs))
+	fmt.Fprintf(w, "Times from the last port's joining its bridge to every entry found (polled every 20 ms; guarded, ipv6 off: every port with its program, with its IPv6 off, polled every 200 ms after); medians of %d runs (min-max); CPU is the daemon's utime+stime\n", len(runs))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "endpoints\tjoined\tports join\tconverged\tproxy\tendpoints map\tports map\tdevmap\tCPU to converge\tCPU until idle\tRSS\t")
+	fmt.Fprintln(tw, "endpoints\tjoined\tports join\tconverged\tproxy\tendpoints map\tports map\tdevmap\tguarded\tipv6 off\tCPU to converge\tCPU until idle\tRSS\t")
 	ms := func(v float64) string { return fmtDur(time.Duration(v)) }
 	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
 	for i := 0; len(runs) > 0 && i < len(runs[0].Phases); i++ {
-		var join, conv, px, ep, pm, dm, cpu, idle, rss []float64
+		var join, conv, px, ep, pm, dm, gd, off, cpu, idle, rss []float64
 		for _, r := range runs {
 			if i >= len(r.Phases) {
 				continue
@@ -962,6 +1025,7 @@ func writeScale(w *strings.Builder, p scaleParams, tuning string, runs []scaleRu
 			f := r.Phases[i]
 			join, conv = append(join, float64(f.Join)), append(conv, float64(f.Converged))
 			px, ep, pm, dm = append(px, float64(f.Proxy)), append(ep, float64(f.EPMap)), append(pm, float64(f.PortMap)), append(dm, float64(f.Devmap))
+			gd, off = append(gd, float64(f.Guarded)), append(off, float64(f.IPv6Off))
 			cpu, idle, rss = append(cpu, float64(f.CPU)), append(idle, float64(f.Settled)), append(rss, float64(f.RSS))
 		}
 		prev := 0
@@ -969,9 +1033,10 @@ func writeScale(w *strings.Builder, p scaleParams, tuning string, runs []scaleRu
 			prev = runs[0].Phases[i-1].Endpoints
 		}
 		f := runs[0].Phases[i]
-		fmt.Fprintf(tw, "%d\t+%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", f.Endpoints, f.Endpoints-prev,
+		fmt.Fprintf(tw, "%d\t+%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", f.Endpoints, f.Endpoints-prev,
 			spreadOf(join).format(ms), spreadOf(conv).format(ms), spreadOf(px).format(ms), spreadOf(ep).format(ms),
-			spreadOf(pm).format(ms), spreadOf(dm).format(ms), spreadOf(cpu).format(ms), spreadOf(idle).format(ms), spreadOf(rss).format(mib))
+			spreadOf(pm).format(ms), spreadOf(dm).format(ms), spreadOf(gd).format(ms), spreadOf(off).format(ms),
+			spreadOf(cpu).format(ms), spreadOf(idle).format(ms), spreadOf(rss).format(mib))
 	}
 	tw.Flush()
 	var rss0 []float64
