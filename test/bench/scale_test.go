@@ -462,9 +462,9 @@ type phase struct {
 	// has its endpoint program and its IPv6 off, work the daemon does
 	// after serving the ports (polled every 200 ms after convergence).
 	Guarded, IPv6Off time.Duration
-	CPU                                      time.Duration // daemon CPU from the first join to convergence
-	Settled                                  time.Duration // daemon CPU from the first join until it is idle
-	RSS                                      int64         // after it, settled
+	CPU              time.Duration // daemon CPU from the first join to convergence
+	Settled          time.Duration // daemon CPU from the first join until it is idle
+	RSS              int64         // after it, settled
 }
 
 type scaleRun struct {
