@@ -130,6 +130,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	}
 	if r.MetricsAddr != "" {
 		d.metrics = newMetrics(r.PinDir, rt.Dataplane)
+		d.metrics.later.Store(d.later)
 		if err := serveMetrics(ctx, r.MetricsAddr, d.metrics); err != nil {
 			return fmt.Errorf("metrics-addr: %w", err)
 		}

@@ -2,6 +2,7 @@ package ctrl
 
 import (
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,6 +33,14 @@ type later struct {
 	// port's program.
 	doOff   func(names []string) error
 	doGuard func(idx int, name string) error
+	// queued are the counts for /metrics (read from its goroutine).
+	queuedOff, queuedGuards atomic.Int64
+}
+
+// count publishes the queue's lengths.
+func (w *later) count() {
+	w.queuedOff.Store(int64(len(w.off)))
+	w.queuedGuards.Store(int64(len(w.guards)))
 }
 
 type laterGuard struct {
@@ -60,6 +69,7 @@ func (w *later) portIPv6Off(names []string) {
 			w.off = append(w.off, n)
 		}
 	}
+	w.count()
 }
 
 // guard queues a port for its program.
@@ -68,6 +78,7 @@ func (w *later) guard(idx int, name string) {
 		w.guardSet[idx] = true
 		w.guards = append(w.guards, laterGuard{idx, name})
 	}
+	w.count()
 }
 
 // pending counts the queued ports of each kind.
@@ -106,6 +117,7 @@ func (w *later) run() {
 		}
 		w.off = w.off[n:]
 	}
+	w.count()
 	if n+m > 0 {
 		slog.Debug("deferred port work", "ipv6_off", n, "guards", m, "left", len(w.off)+len(w.guards), "took", time.Since(start))
 	}

@@ -28,6 +28,7 @@ type metrics struct {
 	endpoints atomic.Int64
 	conflicts atomic.Int64
 	cluster   atomic.Pointer[cluster] // nil without a cluster layout
+	later     atomic.Pointer[later]   // the deferred port work
 
 	packets       *prometheus.Desc
 	netPackets    *prometheus.Desc
@@ -35,6 +36,7 @@ type metrics struct {
 	ports         *prometheus.Desc
 	conflictsDesc *prometheus.Desc
 	dataplaneInfo *prometheus.Desc
+	pending       *prometheus.Desc
 }
 
 func newMetrics(pinDir, dataplane string) *metrics {
@@ -53,6 +55,8 @@ func newMetrics(pinDir, dataplane string) *metrics {
 			"Addresses claimed by a second endpoint while their owner held them (the claimant got nothing).", nil, nil),
 		dataplaneInfo: prometheus.NewDesc("v6dp_dataplane_info",
 			"The dataplane in use.", []string{"dataplane"}, nil),
+		pending: prometheus.NewDesc("v6dp_ports_pending",
+			"Served ports still waiting for deferred work: their endpoint program (guard) or their IPv6 turned off (ipv6_off).", []string{"work"}, nil),
 	}
 }
 
@@ -63,6 +67,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.ports
 	ch <- m.conflictsDesc
 	ch <- m.dataplaneInfo
+	ch <- m.pending
 	describeCluster(ch)
 }
 
@@ -71,6 +76,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.ports, prometheus.GaugeValue, float64(m.endpoints.Load()))
 	ch <- prometheus.MustNewConstMetric(m.conflictsDesc, prometheus.CounterValue, float64(m.conflicts.Load()))
 	ch <- prometheus.MustNewConstMetric(m.dataplaneInfo, prometheus.GaugeValue, 1, m.dataplane)
+	if w := m.later.Load(); w != nil {
+		ch <- prometheus.MustNewConstMetric(m.pending, prometheus.GaugeValue, float64(w.queuedGuards.Load()), "guard")
+		ch <- prometheus.MustNewConstMetric(m.pending, prometheus.GaugeValue, float64(w.queuedOff.Load()), "ipv6_off")
+	}
 	m.cluster.Load().collect(ch)
 	if m.dataplane == DataplaneKernel {
 		return
