@@ -568,11 +568,12 @@ int tc_endpoint(struct __sk_buff *skb)
 	struct egress_pkt pkt = {};
 	enum egress_action action;
 
+	/*
+	 * NULL until the control plane has written slot 0: the guards hold
+	 * all the same (the ports map is the control plane's word on each
+	 * port), only the forwarding waits for it.
+	 */
 	cfg = uplink_config_get();
-	if (!cfg) {
-		counter_inc(CNT_EGRESS_DISABLED);
-		return TC_ACT_UNSPEC;
-	}
 	/* Tags are taken off before TC ingress: a tagged frame is refused. */
 	if (skb->vlan_present) {
 		counter_inc(CNT_EGRESS_DROP_VLAN);
@@ -604,7 +605,7 @@ int tc_endpoint(struct __sk_buff *skb)
 	case EGRESS_PASS:
 		break;
 	}
-	counter_inc(pkt.reason);
+	counter_inc(cfg ? pkt.reason : CNT_EGRESS_DISABLED);
 	return TC_ACT_UNSPEC;
 }
 

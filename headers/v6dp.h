@@ -241,7 +241,7 @@ enum counter_id {
 	CNT_ERROR,		/* a helper failed; packet passed to the kernel */
 	CNT_FWD_PASS_NDP,	/* NDP message for an endpoint: the kernel's proxy takes it */
 	CNT_EGRESS_PASS_FIB,	/* endpoint egress the FIB cannot route here: to the kernel */
-	CNT_EGRESS_DISABLED,	/* endpoint egress while the config is unset: to the kernel */
+	CNT_EGRESS_DISABLED, /* egress passed while the config is unset: guarded, not forwarded */
 	CNT_FWD_PASS_L4CSUM, /* native XDP on a veth: TCP/UDP may carry a partial checksum, passed
 			      */
 	CNT_PASS_VLAN,	     /* VLAN-tagged frame: the kernel's VLAN demux decides */

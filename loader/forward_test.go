@@ -408,15 +408,33 @@ func runSuites(t *testing.T, ns netns.NsHandle, d *Dataplane, suites []caseSuite
 }
 
 // Until the control plane has written a config, the endpoint program
-// passes everything, as the uplink programs do.
+// forwards nothing (the kernel does) but its guards hold: the ports map
+// is the control plane's word on each port (review item M5: it used to
+// pass everything then).
 func TestEndpointDisabled(t *testing.T) {
 	d := newForwardDataplane(t)
 	if err := d.objs.V6dpUplinkCfg.Put(uint32(0), &uplinkUplinkConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	c := fwdCase{in: fromA(remote, protoUDP, 64, udp(8)).bytes(), verdict: tcNext, counter: "egress_disabled"}
-	if err := checkCase(d, d.egress.TcEndpoint, c); err != nil {
-		t.Error(err)
+	spoofed := fromA(remote, protoUDP, 64, udp(8))
+	spoofed.src = epOther
+	otherMAC := fromA(remote, protoUDP, 64, udp(8))
+	otherMAC.ethSrc = epBMAC
+	noPort := func(d *Dataplane) error { return d.objs.V6dpPorts.Delete(uint32(1)) }
+	restorePort := func(d *Dataplane) error {
+		d.Reread()
+		return d.SyncPorts(map[uint32]Port{1: {MAC: epAMAC, LinkLocal: epALL}})
+	}
+	for _, c := range []fwdCase{
+		{name: "its own address, off-host", in: fromA(remote, protoUDP, 64, udp(8)).bytes(), verdict: tcNext, counter: "egress_disabled"},
+		{name: "another endpoint's address", in: spoofed.bytes(), verdict: tcShot, counter: "egress_spoof_drop"},
+		{name: "another MAC", in: otherMAC.bytes(), verdict: tcShot, counter: "egress_drop_mac"},
+		{name: "a port without an entry", in: fromA(remote, protoUDP, 64, udp(8)).bytes(), verdict: tcShot,
+			counter: "egress_drop_no_port", setup: noPort, undo: restorePort},
+	} {
+		if err := checkCase(d, d.egress.TcEndpoint, c); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
 	}
 }
 
