@@ -183,24 +183,31 @@ func (b *bpfAccel) hostOwned() (map[netip.Addr]bool, map[string]bool) {
 		lls[b.gateway] = true
 	}
 	macs := map[string]bool{}
+	complete := true
 	for _, idx := range idxs {
 		l, err := netlink.LinkByIndex(idx)
 		if err != nil {
+			complete = complete && isGone(err)
 			continue
 		}
 		macs[l.Attrs().HardwareAddr.String()] = true
 	}
 	// One dump for all of them: a dump for one link reads every
 	// address of the host anyway.
-	addrs, _ := netlink.AddrList(nil, netlink.FAMILY_V6)
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V6)
+	if err != nil {
+		// What was read still counts (interrupted dumps return part of
+		// it), but is read again next time.
+		complete = false
+	}
 	for _, a := range addrs {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.IsLinkLocalUnicast() && links[a.LinkIndex] {
 			lls[ip] = true
 		}
 	}
 	b.ownedMu.Lock()
-	if b.ownedGen == gen {
-		// Nothing changed while reading: keep it.
+	if b.ownedGen == gen && complete {
+		// Read whole, and nothing changed while reading: keep it.
 		b.owned = &hostOwnedSet{lls: lls, macs: macs, links: links}
 	}
 	b.ownedMu.Unlock()

@@ -107,6 +107,10 @@ func (s *addrSub) read() {
 					// before its IPv6 goes off) are nobody's endpoint
 					// and name no network: re-reading the host's
 					// addresses for each of thousands cost O(n^2).
+					// Only the port guard's reserved ones care.
+					if s.hostLinkLocal != nil {
+						s.hostLinkLocal(a.Index)
+					}
 					continue
 				}
 				select {

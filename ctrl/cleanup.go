@@ -95,7 +95,7 @@ func Cleanup(st Store) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	for _, f := range []string{"journal.json", portJournal, "daemon.json", "lock", clusterStatusFile, withdrawnFile} {
+	for _, f := range []string{"journal.json", portJournal, portJournal + ".tmp", "daemon.json", "lock", clusterStatusFile, withdrawnFile} {
 		_ = os.Remove(st.path(f))
 	}
 	_ = os.RemoveAll(st.path(portJournalDir))

@@ -354,12 +354,19 @@ func (f *forwarder) attach(eps map[int]*Endpoint) error {
 		guard[idx] = ep.HostIf
 	}
 	f.guard = guard
+	missing := 0
+	for idx := range guard {
+		if !f.ports[idx] {
+			missing++
+		}
+	}
 	for idx, name := range guard {
 		if f.ports[idx] {
 			continue
 		}
-		if f.later != nil {
-			// The daemon attaches it between event batches (see later).
+		if f.later != nil && missing > laterGuardChunk {
+			// A burst: the daemon attaches them between event
+			// batches (see later); a few ports get theirs at once.
 			f.later(idx, name)
 			continue
 		}

@@ -92,6 +92,10 @@ func (s Store) JournalPorts(olds map[string]string) error {
 		return err
 	}
 	var b strings.Builder
+	// A line cut short by a crash must not run into this batch's first.
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		b.WriteString("\n")
+	}
 	for name, old := range olds {
 		fmt.Fprintf(&b, "%s %s\n", name, old)
 	}
@@ -116,7 +120,8 @@ func (s Store) journaledPorts() map[string]string {
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		name, old, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || name == "" {
+		if !ok || name == "" || old != "0" && old != "1" {
+			// Only whole lines: a torn one restores nothing.
 			continue
 		}
 		if _, seen := out[name]; !seen {
@@ -150,8 +155,9 @@ func (s Store) forgetGonePortFiles() {
 	dropped := false
 	seen := map[string]bool{}
 	for _, line := range strings.Split(string(b), "\n") {
-		name, _, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || name == "" {
+		name, old, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || name == "" || old != "0" && old != "1" {
+			dropped = dropped || strings.TrimSpace(line) != ""
 			continue
 		}
 		if seen[name] || gone(name) {

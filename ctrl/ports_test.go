@@ -49,7 +49,19 @@ func TestPortJournal(t *testing.T) {
 	if err := st.JournalPorts(map[string]string{"lo": "1"}); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"lo": "0", "v6dpgone0x": "0", "v6dpgone1x": "0"}
+	// A crash cut a line short; the next batch starts on its own line.
+	f, err := os.OpenFile(st.path(portJournal), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("v6dptorn0x 0\nv6dptorn1x"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := st.JournalPorts(map[string]string{"v6dpgone2x": "0"}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"lo": "0", "v6dpgone0x": "0", "v6dpgone1x": "0", "v6dptorn0x": "0", "v6dpgone2x": "0"}
 	if diff := cmp.Diff(want, st.journaledPorts()); diff != "" {
 		t.Fatalf("journaled ports (-want +got):\n%s", diff)
 	}
