@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // The deferred port work: each port once however often queued, programs
@@ -21,7 +22,7 @@ func TestLater(t *testing.T) {
 		}
 		return nil
 	})
-	if w.ready() != nil {
+	if w.ready(false) != nil {
 		t.Fatal("ready with nothing queued")
 	}
 	names := make([]string, laterOffChunk+3)
@@ -39,7 +40,15 @@ func TestLater(t *testing.T) {
 	if !w.queued(1, "x") || !w.queued(99, "p0") || w.queued(99, "x") {
 		t.Error("queued does not know the queued ports")
 	}
-	for w.ready() != nil {
+	w.last = time.Now()
+	if w.ready(true) != nil {
+		t.Error("ready while events wait, a moment after the last chunk")
+	}
+	w.last = time.Now().Add(-laterStarve)
+	if w.ready(true) == nil {
+		t.Error("not ready while events wait, a second after the last chunk: starved")
+	}
+	for w.ready(false) != nil {
 		w.run()
 	}
 	want := []string{"guard p1", "guard p2", fmt.Sprintf("off %d", laterOffChunk), "off 3"}

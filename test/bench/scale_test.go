@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -766,6 +767,15 @@ func countKeys(m *ebpf.Map, want map[uint32]bool) int {
 // address is answered and every container reachable from the router.
 func (st *scaleTopo) gates(r *scaleRun) []string {
 	var failed []string
+	// The kernel's own work first: after a burst of thousands of links
+	// coming up, the kernel marks each far end operationally up (and
+	// lets it send) in its linkwatch work, which lags behind; a far end
+	// not yet up drops what its container sends, v6dp or not.
+	if took, err := st.farEndsUp(time.Minute); err != nil {
+		failed = append(failed, err.Error())
+	} else {
+		r.Note = append(r.Note, fmt.Sprintf("every far end operationally up %s after the gates began waiting", fmtDur(took)))
+	}
 	answered, wrong, rounds, took, err := st.solicitAll()
 	r.Answered, r.Wrong, r.NSRounds, r.NSTime = answered, wrong, rounds, took
 	switch {
@@ -789,9 +799,95 @@ func (st *scaleTopo) gates(r *scaleRun) []string {
 		var s statusReport
 		if json.Unmarshal([]byte(out), &s) == nil {
 			r.Note = append(r.Note, fmt.Sprintf("dataplane %s (%s): %d proxy entries, %d BPF endpoints", s.Dataplane, s.Attach, s.ProxyEntries, s.BPFEntries))
+			if len(failed) > 0 {
+				// What the programs did, for the failure's reader.
+				var nz []string
+				for k, v := range s.Counters {
+					if v > 0 {
+						nz = append(nz, fmt.Sprintf("%s=%d", k, v))
+					}
+				}
+				sort.Strings(nz)
+				r.Note = append(r.Note, "BPF counters: "+strings.Join(nz, " "))
+			}
+		}
+	}
+	if len(missed) > 0 {
+		// The router's neighbour entry and one kernel ping for the first
+		// few that were not reached.
+		for _, i := range missed[:min(3, len(missed))] {
+			p := st.Ports[i]
+			neigh, _ := st.Run(st.Router, "ip", "-6", "neigh", "show", p.Addr.String())
+			ping, perr := st.Run(st.Router, "ping", "-c", "1", "-W", "2", p.Addr.String())
+			route, _ := st.Run(p.NS, "ip", "-6", "route", "get", routerAddr, "from", p.Addr.String())
+			gw, _ := st.Run(p.NS, "ip", "-6", "neigh", "show", "dev", p.PeerIf)
+			tc, _ := st.Run(st.Host, "tc", "-s", "filter", "show", "dev", p.HostIf, "ingress")
+			r.Note = append(r.Note, fmt.Sprintf("port %s filters: %q", p.HostIf, strings.Join(strings.Fields(tc), " ")))
+			var key [4]byte
+			binary.NativeEndian.PutUint32(key[:], uint32(p.Index))
+			args := []string{"-j", "map", "lookup", "pinned", st.PinDir + "/v6dp_ports", "key"}
+			for _, b := range key {
+				args = append(args, strconv.Itoa(int(b)))
+			}
+			if out, err := exec.Command("bpftool", args...).CombinedOutput(); err == nil || len(out) > 0 {
+				r.Note = append(r.Note, fmt.Sprintf("port %s entry: %s", p.HostIf, strings.Join(strings.Fields(string(out)), " ")))
+			}
+			r.Note = append(r.Note, fmt.Sprintf("not reached %s (%s): router neigh %q; ping again: %v %q; its route %q; its neighbours %q",
+				p.Addr, p.HostIf, strings.TrimSpace(neigh), perr, lastLinesOf(ping, 2), strings.TrimSpace(route), strings.TrimSpace(gw)))
+		}
+		for _, m := range []string{"v6dp_networks", "v6dp_uplink_cfg"} {
+			out, _ := exec.Command("bpftool", "map", "dump", "pinned", st.PinDir+"/"+m).CombinedOutput()
+			var keep []string
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, "bridge_ifindex") || strings.Contains(l, "flags") || strings.Contains(l, "bridge_mac") || strings.Contains(l, "\"key\"") || strings.Contains(l, "key:") {
+					keep = append(keep, strings.TrimSpace(l))
+				}
+			}
+			r.Note = append(r.Note, m+": "+strings.Join(keep[:min(len(keep), 80)], " "))
 		}
 	}
 	return failed
+}
+
+// farEndsUp waits until every far end is operationally up.
+func (st *scaleTopo) farEndsUp(limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	byNS := map[string][]string{}
+	for _, p := range st.Ports {
+		byNS[p.NS] = append(byNS[p.NS], p.PeerIf)
+	}
+	for {
+		down := 0
+		for ns, peers := range byNS {
+			out, err := st.Run(ns, "ip", "-o", "link", "show")
+			if err != nil {
+				return 0, err
+			}
+			up := map[string]bool{}
+			for _, l := range strings.Split(out, "\n") {
+				if f := strings.Fields(l); len(f) > 1 && strings.Contains(l, "state UP") {
+					up[strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0]] = true
+				}
+			}
+			n := 0
+			for _, p := range peers {
+				if !up[p] {
+					n++
+				}
+			}
+			if n == 0 {
+				delete(byNS, ns)
+			}
+			down += n
+		}
+		if down == 0 {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > limit {
+			return 0, fmt.Errorf("%d far ends not operationally up after %s", down, limit)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // scaleRounds is how often an address that got no answer is asked again.
