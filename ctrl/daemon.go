@@ -26,7 +26,7 @@ type Daemon struct {
 	// bpfAnswers: a BPF dataplane answers NS (not --dataplane kernel, nor
 	// a failed BPF start).
 	bpfAnswers bool
-	// later is the slow per-port work, done between event batches.
+	// later attaches the programs of a burst's ports between event batches.
 	later *later
 	// nets are the networks served now: the configured ones and those
 	// found under --network-parent; discs has a discoverer for each, by
@@ -99,7 +99,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	rt := &Runtime{PID: os.Getpid(), Started: time.Now().UTC(), Config: r.Config, Addressing: r.Addressing}
 	d.accel, rt.Dataplane, rt.Attach, rt.Reason, rt.Hooks = startAccel(r, host, j)
 	d.bpfAnswers = rt.Dataplane != DataplaneKernel
-	d.later = newLater(d.knownPortsIPv6Off, func(idx int, name string) error {
+	d.later = newLater(func(idx int, name string) error {
 		if b, ok := d.accel.(*bpfAccel); ok {
 			return b.fwd.attachPort(idx, name)
 		}
@@ -342,23 +342,6 @@ func (d *Daemon) resync(periodic bool) {
 	}
 }
 
-// knownPortsIPv6Off turns IPv6 off on the queued ports that are still
-// ports of a served bridge: a name may have gone to another interface
-// since it was queued.
-func (d *Daemon) knownPortsIPv6Off(names []string) error {
-	known := make(map[string]bool, len(d.eps.ports))
-	for _, n := range d.eps.ports {
-		known[n] = true
-	}
-	var still []string
-	for _, n := range names {
-		if known[n] {
-			still = append(still, n)
-		}
-	}
-	return d.portsIPv6Off(still)
-}
-
 // hostLinkLocal is told of each change of the host's link-local
 // addresses: the port guard's reserved ones may have changed. Called from
 // the address reader.
@@ -509,15 +492,10 @@ func (k sysKernel) IsPort(index int) (bool, error) {
 	return err == nil, err
 }
 
-// PreparePorts queues the ports' IPv6 to be turned off between event
-// batches.
+// PreparePorts turns IPv6 off on new ports, all at once (see later for
+// why not afterwards).
 func (k sysKernel) PreparePorts(names []string) error {
-	if len(names) <= laterOffChunk {
-		// A few ports, as engines start containers: at once.
-		return k.d.portsIPv6Off(names)
-	}
-	k.d.later.portIPv6Off(names)
-	return nil
+	return k.d.portsIPv6Off(names)
 }
 
 // Publish puts the kernel proxy entries first, per network prefix: they

@@ -7,16 +7,14 @@ import (
 	"time"
 )
 
-// The deferred port work: each port once however often queued, programs
-// before IPv6, in chunks, a failed program dropped from the queue (the
-// next apply queues it again), and ready only while work is queued.
+// The deferred programs: each port once however often queued, in chunks,
+// a failed one dropped from the queue (the next apply queues it again),
+// ready only while work is queued and, while events wait, only after a
+// second without a chunk.
 func TestLater(t *testing.T) {
 	var log []string
-	w := newLater(func(names []string) error {
-		log = append(log, fmt.Sprintf("off %d", len(names)))
-		return nil
-	}, func(idx int, name string) error {
-		log = append(log, "guard "+name)
+	w := newLater(func(idx int, name string) error {
+		log = append(log, name)
 		if idx == 2 {
 			return errors.New("refused")
 		}
@@ -25,20 +23,15 @@ func TestLater(t *testing.T) {
 	if w.ready(false) != nil {
 		t.Fatal("ready with nothing queued")
 	}
-	names := make([]string, laterOffChunk+3)
-	for i := range names {
-		names[i] = fmt.Sprintf("p%d", i)
+	for i := 0; i < laterGuardChunk+3; i++ {
+		w.guard(i, fmt.Sprintf("p%d", i))
 	}
-	w.portIPv6Off(names)
-	w.portIPv6Off(names[:5]) // again: still once
 	w.guard(1, "p1")
-	w.guard(2, "p2")
-	w.guard(1, "p1")
-	if off, guards := w.pending(); off != len(names) || guards != 2 {
-		t.Fatalf("pending %d, %d; want %d, 2", off, guards, len(names))
+	if n := w.pending(); n != laterGuardChunk+3 {
+		t.Fatalf("pending %d, want %d", n, laterGuardChunk+3)
 	}
-	if !w.queued(1, "x") || !w.queued(99, "p0") || w.queued(99, "x") {
-		t.Error("queued does not know the queued ports")
+	if !w.isQueued(1) || w.isQueued(99) {
+		t.Error("isQueued does not know the queued ports")
 	}
 	w.last = time.Now()
 	if w.ready(true) != nil {
@@ -48,18 +41,18 @@ func TestLater(t *testing.T) {
 	if w.ready(true) == nil {
 		t.Error("not ready while events wait, a second after the last chunk: starved")
 	}
+	w.run()
+	if len(log) != laterGuardChunk || w.pending() != 3 {
+		t.Errorf("a chunk did %d, left %d; want %d, 3", len(log), w.pending(), laterGuardChunk)
+	}
 	for w.ready(false) != nil {
 		w.run()
 	}
-	want := []string{"guard p1", "guard p2", fmt.Sprintf("off %d", laterOffChunk), "off 3"}
-	if fmt.Sprint(log) != fmt.Sprint(want) {
-		t.Errorf("work done %q, want %q", log, want)
-	}
-	if w.queuedGuards.Load() != 0 || w.queuedOff.Load() != 0 {
-		t.Error("the metrics' counts are not back to 0")
+	if len(log) != laterGuardChunk+3 || w.queued.Load() != 0 {
+		t.Errorf("did %d, the metric says %d left", len(log), w.queued.Load())
 	}
 	w.guard(2, "p2") // queued again after its failure
-	if _, guards := w.pending(); guards != 1 {
+	if w.pending() != 1 {
 		t.Errorf("a port whose program failed cannot be queued again")
 	}
 }

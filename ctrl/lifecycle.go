@@ -402,8 +402,10 @@ func (l *lifecycle) Resync(periodic bool) bool {
 	return true
 }
 
-// prepare has IPv6 turned off on the new ports (the daemon does it between
-// event batches, see later).
+// prepare turns IPv6 off on the new ports, all at once, before they are
+// resolved: on a port whose IPv6 is up (its link-local address and
+// routes made), turning it off walks the host's routes, and every port
+// left on makes the next walk, and the kernel's own link work, slower.
 func (l *lifecycle) prepare() {
 	if len(l.unprepared) == 0 {
 		return

@@ -56,7 +56,7 @@ func newMetrics(pinDir, dataplane string) *metrics {
 		dataplaneInfo: prometheus.NewDesc("v6dp_dataplane_info",
 			"The dataplane in use.", []string{"dataplane"}, nil),
 		pending: prometheus.NewDesc("v6dp_ports_pending",
-			"Served ports still waiting for deferred work: their endpoint program (guard) or their IPv6 turned off (ipv6_off).", []string{"work"}, nil),
+			"Served ports still waiting for deferred work: their endpoint program (guard).", []string{"work"}, nil),
 	}
 }
 
@@ -77,8 +77,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.conflictsDesc, prometheus.CounterValue, float64(m.conflicts.Load()))
 	ch <- prometheus.MustNewConstMetric(m.dataplaneInfo, prometheus.GaugeValue, 1, m.dataplane)
 	if w := m.later.Load(); w != nil {
-		ch <- prometheus.MustNewConstMetric(m.pending, prometheus.GaugeValue, float64(w.queuedGuards.Load()), "guard")
-		ch <- prometheus.MustNewConstMetric(m.pending, prometheus.GaugeValue, float64(w.queuedOff.Load()), "ipv6_off")
+		ch <- prometheus.MustNewConstMetric(m.pending, prometheus.GaugeValue, float64(w.queued.Load()), "guard")
 	}
 	m.cluster.Load().collect(ch)
 	if m.dataplane == DataplaneKernel {

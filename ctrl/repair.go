@@ -514,7 +514,7 @@ func (o *ops) repairPrograms() (reapply bool) {
 	// Port programs are tc filters (see loader.AttachPort): asked for
 	// one by one, a netlink request a port.
 	for idx, name := range ports {
-		if !bpf.fwd.ports[idx] || d.later.queued(idx, name) {
+		if !bpf.fwd.ports[idx] || d.later.isQueued(idx) {
 			continue
 		}
 		if ok, err := bpf.dp.PortAttached(idx); err != nil || ok {
@@ -547,10 +547,6 @@ func (o *ops) repairPrograms() (reapply bool) {
 func (o *ops) repairPorts() (reapply bool) {
 	d := o.d
 	for _, ep := range d.ports() {
-		if d.later.queued(ep.HostIndex, ep.HostIf) {
-			// Not done yet, not undone: the deferred work does it.
-			continue
-		}
 		key := ipv6Conf(ep.HostIf, "disable_ipv6")
 		if v, err := ReadSysctl(key); err == nil && v == "0" {
 			if err := d.portsIPv6Off([]string{ep.HostIf}); err == nil {

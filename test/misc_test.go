@@ -165,9 +165,8 @@ func TestMetrics(t *testing.T) {
 		"v6dp_endpoint_addresses 1",
 		"v6dp_endpoints 1",
 		`v6dp_dataplane_info{dataplane="xdp"} 1`,
-		// The port's guard and its IPv6 off are done by then.
+		// The port's guard is there by then.
 		`v6dp_ports_pending{work="guard"} 0`,
-		`v6dp_ports_pending{work="ipv6_off"} 0`,
 		`v6dp_bpf_packets_total{verdict="ns_answered"}`,
 		"process_resident_memory_bytes ",
 	} {
