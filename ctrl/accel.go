@@ -21,7 +21,9 @@ import (
 
 // accel is the BPF dataplane as the daemon drives it.
 type accel interface {
-	Sync(eps map[int]*Endpoint) error
+	// Sync publishes eps; ports are every veth port of the served
+	// bridges (each gets the port guard).
+	Sync(eps map[int]*Endpoint, ports map[int]string) error
 	Close() error
 }
 
@@ -58,7 +60,7 @@ type bpfAccel struct {
 // Endpoints of every network live in the one table; each names its
 // network, whose bridge MAC is the router MAC its endpoints send to and
 // receive from.
-func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
+func (b *bpfAccel) Sync(eps map[int]*Endpoint, ports map[int]string) error {
 	errs := []error{b.fwd.refreshNetworks(eps)}
 	addressed := make(map[int]*Endpoint, len(eps))
 	for idx, ep := range eps {
@@ -74,7 +76,7 @@ func (b *bpfAccel) Sync(eps map[int]*Endpoint) error {
 			want[a] = b.fwd.endpoint(ep, a, ready[idx])
 		}
 	}
-	errs = append(errs, b.dp.SyncEndpoints(want), b.syncPorts(eps), b.fwd.attach(eps))
+	errs = append(errs, b.dp.SyncEndpoints(want), b.syncPorts(eps), b.fwd.attach(eps, ports))
 	b.synced = eps
 	return errors.Join(errs...)
 }

@@ -521,11 +521,8 @@ func (k sysKernel) Publish(eps map[int]*Endpoint, want map[netip.Addr]bool) erro
 	if proxy {
 		errs = append(errs, d.proxy.withdraw(want))
 	}
-	if b, ok := d.accel.(*bpfAccel); ok {
-		b.fwd.guardPorts = d.eps.ports
-	}
 	if d.accel != nil {
-		if err := d.accel.Sync(eps); err != nil {
+		if err := d.accel.Sync(eps, d.eps.ports); err != nil {
 			errs = append(errs, fmt.Errorf("bpf endpoints: %w", err))
 		}
 	}

@@ -43,9 +43,6 @@ type forwarder struct {
 	// ports holds the ports whose endpoint program this daemon attached
 	// or adopted, by host-side ifindex.
 	ports map[int]bool
-	// guardPorts, when set, are the served bridges' veth ports as the
-	// lifecycle knows them (see lifecycle.ports); nil: list the links.
-	guardPorts map[int]string
 	// pinsRead: the pinned port links were read (see attach).
 	pinsRead bool
 	// guard are the ports to be guarded as of the last attach; later, if
@@ -330,25 +327,19 @@ func (f *forwarder) prepare(eps map[int]*Endpoint) (map[int]bool, error) {
 // endpoint has an address yet: a port without an entry in the ports map
 // may send no IPv6 at all (default deny), so a container cannot spoof
 // before v6dp knows it.
-func (f *forwarder) attach(eps map[int]*Endpoint) error {
+//
+// ports are every veth port of the served bridges, resolved or not, as
+// the lifecycle knows them from the link events and scans.
+func (f *forwarder) attach(eps map[int]*Endpoint, ports map[int]string) error {
 	var errs []error
 	for _, ep := range eps {
 		if ep.Bridge != 0 {
 			f.seenBridges[ep.Bridge] = true
 		}
 	}
-	var guard map[int]string
-	if f.guardPorts != nil {
-		// The ports the lifecycle knows from the link events and scans.
-		guard = make(map[int]string, len(f.guardPorts)+len(eps))
-		for idx, name := range f.guardPorts {
-			guard[idx] = name
-		}
-	} else {
-		var err error
-		if guard, err = bridgePorts(f.bridges()); err != nil {
-			errs = append(errs, err)
-		}
+	guard := make(map[int]string, len(ports)+len(eps))
+	for idx, name := range ports {
+		guard[idx] = name
 	}
 	for idx, ep := range eps {
 		guard[idx] = ep.HostIf
@@ -425,25 +416,6 @@ func (f *forwarder) bridges() []int {
 		}
 	}
 	return out
-}
-
-// bridgePorts returns the veth ports of the bridges, by ifindex.
-func bridgePorts(bridges []int) (map[int]string, error) {
-	out := map[int]string{}
-	links, err := netlink.LinkList()
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return out, fmt.Errorf("listing bridge ports: %w", err)
-	}
-	want := make(map[int]bool, len(bridges))
-	for _, b := range bridges {
-		want[b] = true
-	}
-	for _, l := range links {
-		if a := l.Attrs(); want[a.MasterIndex] && l.Type() == "veth" {
-			out[a.Index] = a.Name
-		}
-	}
-	return out, nil
 }
 
 // policyPoll is how often the watcher re-reads the host's forwarding and

@@ -60,7 +60,7 @@ func newLater(doGuard func(int, string) error) *later {
 	return &later{guardSet: map[int]bool{}, now: now, doGuard: doGuard}
 }
 
-// queued reports whether a port waits for its program.
+// isQueued reports whether a port waits for its program.
 func (w *later) isQueued(idx int) bool { return w.guardSet[idx] }
 
 // guard queues a port for its program.
@@ -71,9 +71,6 @@ func (w *later) guard(idx int, name string) {
 	}
 	w.queued.Store(int64(len(w.guards)))
 }
-
-// pending counts the queued ports.
-func (w *later) pending() int { return len(w.guards) }
 
 // ready returns a channel that is ready while work is queued, nil (never
 // ready) otherwise. busy: events are waiting; then the work waits for

@@ -27,7 +27,7 @@ func TestLater(t *testing.T) {
 		w.guard(i, fmt.Sprintf("p%d", i))
 	}
 	w.guard(1, "p1")
-	if n := w.pending(); n != laterGuardChunk+3 {
+	if n := int(w.queued.Load()); n != laterGuardChunk+3 {
 		t.Fatalf("pending %d, want %d", n, laterGuardChunk+3)
 	}
 	if !w.isQueued(1) || w.isQueued(99) {
@@ -42,8 +42,8 @@ func TestLater(t *testing.T) {
 		t.Error("not ready while events wait, a second after the last chunk: starved")
 	}
 	w.run()
-	if len(log) != laterGuardChunk || w.pending() != 3 {
-		t.Errorf("a chunk did %d, left %d; want %d, 3", len(log), w.pending(), laterGuardChunk)
+	if len(log) != laterGuardChunk || int(w.queued.Load()) != 3 {
+		t.Errorf("a chunk did %d, left %d; want %d, 3", len(log), int(w.queued.Load()), laterGuardChunk)
 	}
 	for w.ready(false) != nil {
 		w.run()
@@ -52,7 +52,7 @@ func TestLater(t *testing.T) {
 		t.Errorf("did %d, the metric says %d left", len(log), w.queued.Load())
 	}
 	w.guard(2, "p2") // queued again after its failure
-	if w.pending() != 1 {
+	if int(w.queued.Load()) != 1 {
 		t.Errorf("a port whose program failed cannot be queued again")
 	}
 }

@@ -133,24 +133,35 @@ func (p *proxyTable) sync(uplink int, prefixes []netip.Prefix, want map[netip.Ad
 		p.have[a] = true
 		added++
 	}
+	removed, err := p.remove(want)
+	errs = append(errs, err)
+	if added+removed > 0 {
+		slog.Debug("proxy entries synced", "added", added, "removed", removed, "total", len(want))
+	}
+	if err := errors.Join(errs...); err != nil {
+		p.full = true // list next time: what failed is unknown
+		return err
+	}
+	return nil
+}
+
+// remove deletes the entries of the addresses that are not in want, and
+// reports how many went.
+func (p *proxyTable) remove(want map[netip.Addr]bool) (int, error) {
+	var errs []error
+	removed := 0
 	for a := range p.have {
 		if want[a] {
 			continue
 		}
-		if err := p.h.NeighDel(proxyNeigh(uplink, a)); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := p.h.NeighDel(proxyNeigh(p.uplink, a)); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("removing proxy entry %s: %w", a, err))
 			continue
 		}
 		delete(p.have, a)
 		removed++
 	}
-	if added+removed > 0 {
-		slog.Debug("proxy entries synced", "added", added, "removed", removed, "total", len(want))
-	}
-	if len(errs) > 0 {
-		p.full = true // list next time: what failed is unknown
-	}
-	return errors.Join(errs...)
+	return removed, errors.Join(errs...)
 }
 
 // proxyTables are the proxy entries of every uplink, each network's on
@@ -197,16 +208,9 @@ func (t proxyTables) withdraw(want map[netip.Addr]bool) error {
 		if pt.full || pt.h == nil || idx != pt.uplink {
 			continue
 		}
-		for a := range pt.have {
-			if want[a] {
-				continue
-			}
-			if err := pt.h.NeighDel(proxyNeigh(idx, a)); err != nil && !errors.Is(err, unix.ENOENT) {
-				errs = append(errs, fmt.Errorf("removing proxy entry %s: %w", a, err))
-				pt.full = true
-				continue
-			}
-			delete(pt.have, a)
+		if _, err := pt.remove(want); err != nil {
+			errs = append(errs, err)
+			pt.full = true
 		}
 	}
 	return errors.Join(errs...)

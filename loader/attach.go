@@ -157,7 +157,7 @@ func (d *Dataplane) AttachTC(ifindex int) (Mode, error) {
 
 // attachTCLegacy adds (or replaces) the clsact ingress filter of the uplink.
 func (d *Dataplane) attachTCLegacy(ifindex int) (Mode, error) {
-	return attachClsact(ifindex, d.objs.TcUplink, legacyFilterName)
+	return attachClsact(&netlink.Handle{}, ifindex, d.objs.TcUplink, legacyFilterName)
 }
 
 // attachIngress attaches prog at the ingress of the interface, first in the
@@ -179,7 +179,7 @@ func attachIngress(pin string, prog *ebpf.Program, ifindex int, legacyName strin
 		Anchor:    link.Head(),
 	})
 	if errors.Is(err, link.ErrNotSupported) {
-		return attachClsact(ifindex, prog, legacyName)
+		return attachClsact(&netlink.Handle{}, ifindex, prog, legacyName)
 	}
 	if err != nil {
 		return "", fmt.Errorf("attaching TCX to ifindex %d: %w", ifindex, err)
@@ -195,9 +195,12 @@ func attachIngress(pin string, prog *ebpf.Program, ifindex int, legacyName strin
 }
 
 // attachClsact adds (or replaces) a direct-action bpf filter called name at
-// the clsact ingress. Filters hold the program by themselves and cannot be
-// pinned; they are found again by name.
-func attachClsact(ifindex int, prog *ebpf.Program, name string) (Mode, error) {
+// the clsact ingress, adding the clsact qdisc unless the interface has one
+// (or an ingress qdisc, whose hook takes the same filter). Filters hold
+// the program by themselves and cannot be pinned; they are found again by
+// name. h is the netlink handle to use; the zero Handle opens a socket
+// per request.
+func attachClsact(h *netlink.Handle, ifindex int, prog *ebpf.Program, name string) (Mode, error) {
 	qdisc := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{
 			LinkIndex: ifindex,
@@ -206,7 +209,7 @@ func attachClsact(ifindex int, prog *ebpf.Program, name string) (Mode, error) {
 		},
 		QdiscType: "clsact",
 	}
-	if err := netlink.QdiscReplace(qdisc); err != nil {
+	if err := h.QdiscAdd(qdisc); err != nil && !errors.Is(err, unix.EEXIST) {
 		return "", fmt.Errorf("adding clsact to ifindex %d: %w", ifindex, err)
 	}
 	filter := &netlink.BpfFilter{
@@ -221,7 +224,7 @@ func attachClsact(ifindex int, prog *ebpf.Program, name string) (Mode, error) {
 		Name:         name,
 		DirectAction: true,
 	}
-	if err := netlink.FilterReplace(filter); err != nil {
+	if err := h.FilterReplace(filter); err != nil {
 		return "", fmt.Errorf("adding clsact filter to ifindex %d: %w", ifindex, err)
 	}
 	return ModeTCLegacy, nil

@@ -55,17 +55,13 @@ func portValue(p Port) (uplinkPortInfo, error) {
 
 // GuardedPorts returns the ports in the ports map, by host-side ifindex.
 func (d *Dataplane) GuardedPorts() (map[uint32]Port, error) {
-	var (
-		k   uint32
-		v   uplinkPortInfo
-		out = map[uint32]Port{}
-	)
-	it := d.objs.V6dpPorts.Iterate()
-	for it.Next(&k, &v) {
-		out[k] = portFrom(v)
+	m, err := readMap[uint32, uplinkPortInfo](d.objs.V6dpPorts, "the ports map")
+	if err != nil {
+		return nil, err
 	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("reading the ports map: %w", err)
+	out := make(map[uint32]Port, len(m))
+	for k, v := range m {
+		out[k] = portFrom(v)
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -353,34 +354,28 @@ func (d *Dataplane) pruneDevmap() error {
 // ForwardPorts returns the ifindexes in the devmap: the host-side veths XDP
 // may redirect into.
 func (d *Dataplane) ForwardPorts() ([]uint32, error) {
-	var (
-		k, v uint32
-		out  []uint32
-	)
-	it := d.objs.V6dpDevmap.Iterate()
-	for it.Next(&k, &v) {
+	m, err := readMap[uint32, uint32](d.objs.V6dpDevmap, "the devmap")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]uint32, 0, len(m))
+	for k := range m {
 		out = append(out, k)
 	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("reading the devmap: %w", err)
-	}
+	slices.Sort(out)
 	return out, nil
 }
 
 // Endpoints returns the endpoints in the map, keyed by address.
 func (d *Dataplane) Endpoints() (map[netip.Addr]Endpoint, error) {
-	var (
-		k   uplinkEndpointKey
-		v   uplinkEndpointInfo
-		out = make(map[netip.Addr]Endpoint)
-	)
-	it := d.objs.V6dpEndpoints.Iterate()
-	for it.Next(&k, &v) {
+	m, err := readMap[uplinkEndpointKey, uplinkEndpointInfo](d.objs.V6dpEndpoints, "endpoints")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[netip.Addr]Endpoint, len(m))
+	for k, v := range m {
 		e := endpointFrom(k, v)
 		out[e.Addr] = e
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("reading endpoints: %w", err)
 	}
 	return out, nil
 }

@@ -41,10 +41,9 @@ func (d *Dataplane) AttachPort(ifindex int) (Mode, error) {
 	return mode, nil
 }
 
-// attachPortFilter adds a clsact qdisc unless the port has one (or an
-// ingress qdisc, whose hook takes the same filter), and replaces the
-// endpoint filter, on the dataplane's own netlink socket: thousands of
-// ports join at once, and a socket for each request was part of the cost.
+// attachPortFilter attaches the endpoint filter on the dataplane's own
+// netlink socket: thousands of ports join at once, and a socket for each
+// request was part of the cost.
 func (d *Dataplane) attachPortFilter(ifindex int) (Mode, error) {
 	d.nlMu.Lock()
 	defer d.nlMu.Unlock()
@@ -55,33 +54,7 @@ func (d *Dataplane) attachPortFilter(ifindex int) (Mode, error) {
 		}
 		d.nl = h
 	}
-	q := &netlink.GenericQdisc{
-		QdiscAttrs: netlink.QdiscAttrs{
-			LinkIndex: ifindex,
-			Handle:    netlink.MakeHandle(0xffff, 0),
-			Parent:    netlink.HANDLE_CLSACT,
-		},
-		QdiscType: "clsact",
-	}
-	if err := d.nl.QdiscAdd(q); err != nil && !errors.Is(err, unix.EEXIST) {
-		return "", fmt.Errorf("adding clsact to ifindex %d: %w", ifindex, err)
-	}
-	filter := &netlink.BpfFilter{
-		FilterAttrs: netlink.FilterAttrs{
-			LinkIndex: ifindex,
-			Parent:    netlink.HANDLE_MIN_INGRESS,
-			Handle:    1,
-			Protocol:  unix.ETH_P_ALL,
-			Priority:  legacyFilterPrio,
-		},
-		Fd:           d.egress.TcEndpoint.FD(),
-		Name:         legacyPortFilterName,
-		DirectAction: true,
-	}
-	if err := d.nl.FilterReplace(filter); err != nil {
-		return "", fmt.Errorf("adding the endpoint filter to ifindex %d: %w", ifindex, err)
-	}
-	return ModeTCLegacy, nil
+	return attachClsact(d.nl, ifindex, d.egress.TcEndpoint, legacyPortFilterName)
 }
 
 // PortAttached reports whether the endpoint program is attached to the

@@ -33,59 +33,51 @@ func (d *Dataplane) Reread() {
 	d.w.eps, d.w.ports, d.w.devmap = nil, nil, nil
 }
 
-// loadEndpoints fills w.eps from the kernel if it is not known. Called
-// with mu held.
-func (d *Dataplane) loadEndpoints() error {
-	if d.w.eps != nil {
-		return nil
-	}
+// readMap returns every entry of m (what names it in an error).
+func readMap[K comparable, V any](m *ebpf.Map, what string) (map[K]V, error) {
 	var (
-		k   uplinkEndpointKey
-		v   uplinkEndpointInfo
-		out = map[uplinkEndpointKey]uplinkEndpointInfo{}
+		k   K
+		v   V
+		out = map[K]V{}
 	)
-	it := d.objs.V6dpEndpoints.Iterate()
+	it := m.Iterate()
 	for it.Next(&k, &v) {
 		out[k] = v
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("reading endpoints: %w", err)
+		return nil, fmt.Errorf("reading %s: %w", what, err)
 	}
-	d.w.eps = out
-	return nil
+	return out, nil
 }
 
-func (d *Dataplane) loadPorts() error {
-	if d.w.ports != nil {
-		return nil
+// The load functions fill their part of w from the kernel if it is not
+// known. Called with mu held.
+
+func (d *Dataplane) loadEndpoints() (err error) {
+	if d.w.eps == nil {
+		d.w.eps, err = readMap[uplinkEndpointKey, uplinkEndpointInfo](d.objs.V6dpEndpoints, "endpoints")
 	}
-	var (
-		k   uint32
-		v   uplinkPortInfo
-		out = map[uint32]uplinkPortInfo{}
-	)
-	it := d.objs.V6dpPorts.Iterate()
-	for it.Next(&k, &v) {
-		out[k] = v
+	return err
+}
+
+func (d *Dataplane) loadPorts() (err error) {
+	if d.w.ports == nil {
+		d.w.ports, err = readMap[uint32, uplinkPortInfo](d.objs.V6dpPorts, "the ports map")
 	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("reading the ports map: %w", err)
-	}
-	d.w.ports = out
-	return nil
+	return err
 }
 
 func (d *Dataplane) loadDevmap() error {
 	if d.w.devmap != nil {
 		return nil
 	}
-	ports, err := d.ForwardPorts()
+	m, err := readMap[uint32, uint32](d.objs.V6dpDevmap, "the devmap")
 	if err != nil {
 		return err
 	}
-	d.w.devmap = make(map[uint32]bool, len(ports))
-	for _, p := range ports {
-		d.w.devmap[p] = true
+	d.w.devmap = make(map[uint32]bool, len(m))
+	for k := range m {
+		d.w.devmap[k] = true
 	}
 	return nil
 }
