@@ -140,6 +140,17 @@ static __always_inline enum uplink_action uplink_classify_ns(void *data, void *d
 	 */
 	if (network_uplink(ep->net) != pkt->slot)
 		return uplink_pass(pkt, CNT_NS_OTHER_UPLINK);
+	/*
+	 * The kernel's answer meets the host's firewall (the NS at prerouting
+	 * and input, the NA at output and postrouting); an answer from here
+	 * would skip it. While rules sit there, or no daemon has confirmed
+	 * lately that none do, the kernel answers from its proxy entries, or
+	 * not, as its rules say. DAD defences included.
+	 */
+	if (pkt->cfg->flags & UPLINK_F_NDP_FILTERED)
+		return uplink_pass(pkt, CNT_NS_PASS_FILTERED);
+	if (uplink_policy_stale(pkt->cfg))
+		return uplink_pass(pkt, CNT_NS_PASS_STALE);
 	pkt->ep = ep;
 	return UPLINK_NDP_REPLY;
 }

@@ -67,8 +67,8 @@ struct uplink_config {
 	 * Until when (CLOCK_MONOTONIC_COARSE, ns) the host policy the control
 	 * plane last read holds: the daemon renews it every second. Past it
 	 * (no daemon is watching the host's firewall and forwarding), BPF
-	 * forwards nothing and the kernel applies whatever is set now. 0: no
-	 * expiry (packet tests only).
+	 * forwards nothing and answers no NS, and the kernel applies whatever
+	 * is set now. 0: no expiry (packet tests only).
 	 */
 	__u64 policy_until_ns;
 };
@@ -110,6 +110,13 @@ enum uplink_flags {
 	 * guards (the kernel dataplane) and the bridge and kernel forward.
 	 */
 	UPLINK_F_EGRESS_FWD = 1U << 9,
+	/*
+	 * The host's IPv6 firewall may act on an NS the uplink receives for
+	 * the host or on the NA it sends (netfilter prerouting, input, output
+	 * or postrouting rules, netdev chains): BPF answers no NS, the kernel
+	 * answers from its proxy entries through the host's rules, or not.
+	 */
+	UPLINK_F_NDP_FILTERED = 1U << 10,
 };
 
 /*
@@ -268,6 +275,8 @@ enum counter_id {
 	CNT_FWD_PASS_OTHER_UPLINK, /* for an endpoint whose network is on another uplink */
 	CNT_PASS_NOT_UPLINK,	   /* frame on an interface with no uplink config slot */
 	CNT_EGRESS_DAD_CONFINED,   /* DAD probe delivered to the host and the target's owner only */
+	CNT_NS_PASS_FILTERED,	   /* the host firewall filters the NDP path: the kernel answers */
+	CNT_NS_PASS_STALE, /* no daemon has confirmed the host policy lately: the kernel answers */
 	CNT_MAX,
 };
 

@@ -59,7 +59,9 @@ const (
 	egressCounterIdCNT_FWD_PASS_OTHER_UPLINK  egressCounterId = 40
 	egressCounterIdCNT_PASS_NOT_UPLINK        egressCounterId = 41
 	egressCounterIdCNT_EGRESS_DAD_CONFINED    egressCounterId = 42
-	egressCounterIdCNT_MAX                    egressCounterId = 43
+	egressCounterIdCNT_NS_PASS_FILTERED       egressCounterId = 43
+	egressCounterIdCNT_NS_PASS_STALE          egressCounterId = 44
+	egressCounterIdCNT_MAX                    egressCounterId = 45
 )
 
 type egressEndpointInfo struct {

@@ -235,6 +235,33 @@ func guardIngressCases(redirect, answer, pass, drop uint32, xdp bool) []fwdCase 
 			counter: "fwd_pass_filtered", setup: setFlags(func(c *UplinkConfig) { c.Filtered = true }), undo: restore},
 		{name: "host policy expired: no daemon watching", in: fromRouter(epA, protoUDP, 64, udp(8)).bytes(), verdict: pass,
 			counter: "fwd_pass_stale", setup: expirePolicy, undo: restore},
+		// The kernel's answer meets the host's firewall: a BPF answer must not skip it.
+		{name: "host firewall filters the NDP path: the kernel answers", in: multicastNS(liveAddr).frame(), verdict: pass,
+			counter: "ns_pass_filtered", setup: setFlags(func(c *UplinkConfig) { c.NDPFiltered = true }), undo: restore},
+		{name: "host firewall filters the NDP path: the kernel defends DAD", in: dadNS(liveAddr).frame(), verdict: pass,
+			counter: "ns_pass_filtered", setup: setFlags(func(c *UplinkConfig) { c.NDPFiltered = true }), undo: restore},
+		{name: "host firewall filters the NDP path: forwarding goes on", in: fromRouter(epA, protoICMPv6, 64, icmpMsg(peerAddr, epA, 128, []byte{0, 1, 0, 1})).bytes(),
+			want:    fromRouter(epA, protoICMPv6, 64, icmpMsg(peerAddr, epA, 128, []byte{0, 1, 0, 1})).routed(epAMAC, bridgeMAC),
+			verdict: redirect, counter: "fwd_redirected", setup: setFlags(func(c *UplinkConfig) { c.NDPFiltered = true }), undo: restore},
+		{name: "host firewall filters forwarding only: BPF answers", in: multicastNS(liveAddr).frame(), verdict: answer, counter: "ns_answered",
+			want:  na{ethDst: peerMAC, src: liveAddr, dst: peerAddr, target: liveAddr, router: true, solicited: true}.frame(),
+			setup: setFlags(func(c *UplinkConfig) { c.Filtered = true }), undo: restore},
+		{name: "host policy expired: the kernel answers", in: multicastNS(liveAddr).frame(), verdict: pass,
+			counter: "ns_pass_stale", setup: expirePolicy, undo: restore},
+		{name: "host policy expired: a gone port's NS is still dropped", in: multicastNS(liveAddr).frame(), verdict: drop,
+			counter: "ns_port_gone",
+			setup: func(d *Dataplane) error {
+				if err := expirePolicy(d); err != nil {
+					return err
+				}
+				return d.objs.V6dpDevmap.Delete(uint32(1))
+			},
+			undo: func(d *Dataplane) error {
+				if err := d.objs.V6dpDevmap.Put(uint32(1), uint32(1)); err != nil {
+					return err
+				}
+				return restore(d)
+			}},
 		{name: "host forwarding off: no forwarding", in: fromRouter(epA, protoUDP, 64, udp(8)).bytes(), verdict: pass,
 			counter: "pass_no_forwarding", setup: setFlags(func(c *UplinkConfig) { c.Router = false }), undo: restore},
 		{name: "host forwarding off: no answer", in: multicastNS(liveAddr).frame(), verdict: pass,

@@ -118,8 +118,12 @@ type UplinkConfig struct {
 	// Filtered says the host's firewall filters forwarded IPv6: BPF then
 	// forwards nothing, so every packet meets the host's rules.
 	Filtered bool
+	// NDPFiltered says the host's firewall may act on the NS the uplink
+	// receives or the NA it sends: BPF then answers nothing, and the
+	// kernel answers from its proxy entries through the host's rules.
+	NDPFiltered bool
 	// PolicyFor is how long the host policy above holds unless written
-	// again (0: forever); past it BPF forwards nothing.
+	// again (0: forever); past it BPF forwards nothing and answers no NS.
 	PolicyFor time.Duration
 }
 

@@ -62,6 +62,9 @@ func (d *Dataplane) SetUplinkAt(slot uint32, c UplinkConfig) error {
 	if c.Filtered {
 		v.Flags |= uint32(uplinkUplinkFlagsUPLINK_F_FILTERED)
 	}
+	if c.NDPFiltered {
+		v.Flags |= uint32(uplinkUplinkFlagsUPLINK_F_NDP_FILTERED)
+	}
 	if c.PolicyFor > 0 {
 		var now unix.Timespec
 		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &now); err != nil {

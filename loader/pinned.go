@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // ReadPinned reads the pinned endpoints map and counters under pinDir
@@ -44,8 +45,10 @@ func Detach(pinDir string, ifindex int) error { return detach(pinDir, ifindex) }
 
 // PinnedUplink is the uplink config as the programs see it now.
 type PinnedUplink struct {
-	Enabled, Router, Filtered bool
-	NDPHooks, ForwardHooks    Hooks
+	Enabled, Router, Filtered, NDPFiltered bool
+	// PolicyStale: the host policy has expired (no daemon renewed it).
+	PolicyStale            bool
+	NDPHooks, ForwardHooks Hooks
 }
 
 // ReadPinnedUplink reads the pinned uplink config, without loading anything.
@@ -64,6 +67,13 @@ func ReadPinnedUplink(pinDir string) (PinnedUplink, error) {
 	out.Enabled = has(uplinkUplinkFlagsUPLINK_F_ENABLED)
 	out.Router = has(uplinkUplinkFlagsUPLINK_F_ROUTER)
 	out.Filtered = has(uplinkUplinkFlagsUPLINK_F_FILTERED)
+	out.NDPFiltered = has(uplinkUplinkFlagsUPLINK_F_NDP_FILTERED)
+	if v.PolicyUntilNs != 0 {
+		var now unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &now); err == nil {
+			out.PolicyStale = uint64(now.Nano()) > v.PolicyUntilNs
+		}
+	}
 	if has(uplinkUplinkFlagsUPLINK_F_XDP_NDP) {
 		out.NDPHooks |= HookXDP
 	}

@@ -59,7 +59,9 @@ const (
 	uplinkCounterIdCNT_FWD_PASS_OTHER_UPLINK  uplinkCounterId = 40
 	uplinkCounterIdCNT_PASS_NOT_UPLINK        uplinkCounterId = 41
 	uplinkCounterIdCNT_EGRESS_DAD_CONFINED    uplinkCounterId = 42
-	uplinkCounterIdCNT_MAX                    uplinkCounterId = 43
+	uplinkCounterIdCNT_NS_PASS_FILTERED       uplinkCounterId = 43
+	uplinkCounterIdCNT_NS_PASS_STALE          uplinkCounterId = 44
+	uplinkCounterIdCNT_MAX                    uplinkCounterId = 45
 )
 
 type uplinkEndpointFlags uint32
@@ -156,16 +158,17 @@ type uplinkUplinkConfig struct {
 type uplinkUplinkFlags uint32
 
 const (
-	uplinkUplinkFlagsUPLINK_F_ROUTER     uplinkUplinkFlags = 1
-	uplinkUplinkFlagsUPLINK_F_NA_SRC_LL  uplinkUplinkFlags = 2
-	uplinkUplinkFlagsUPLINK_F_ENABLED    uplinkUplinkFlags = 4
-	uplinkUplinkFlagsUPLINK_F_XDP_NDP    uplinkUplinkFlags = 8
-	uplinkUplinkFlagsUPLINK_F_XDP_FWD    uplinkUplinkFlags = 16
-	uplinkUplinkFlagsUPLINK_F_TC_NDP     uplinkUplinkFlags = 32
-	uplinkUplinkFlagsUPLINK_F_TC_FWD     uplinkUplinkFlags = 64
-	uplinkUplinkFlagsUPLINK_F_XDP_L4PASS uplinkUplinkFlags = 128
-	uplinkUplinkFlagsUPLINK_F_FILTERED   uplinkUplinkFlags = 256
-	uplinkUplinkFlagsUPLINK_F_EGRESS_FWD uplinkUplinkFlags = 512
+	uplinkUplinkFlagsUPLINK_F_ROUTER       uplinkUplinkFlags = 1
+	uplinkUplinkFlagsUPLINK_F_NA_SRC_LL    uplinkUplinkFlags = 2
+	uplinkUplinkFlagsUPLINK_F_ENABLED      uplinkUplinkFlags = 4
+	uplinkUplinkFlagsUPLINK_F_XDP_NDP      uplinkUplinkFlags = 8
+	uplinkUplinkFlagsUPLINK_F_XDP_FWD      uplinkUplinkFlags = 16
+	uplinkUplinkFlagsUPLINK_F_TC_NDP       uplinkUplinkFlags = 32
+	uplinkUplinkFlagsUPLINK_F_TC_FWD       uplinkUplinkFlags = 64
+	uplinkUplinkFlagsUPLINK_F_XDP_L4PASS   uplinkUplinkFlags = 128
+	uplinkUplinkFlagsUPLINK_F_FILTERED     uplinkUplinkFlags = 256
+	uplinkUplinkFlagsUPLINK_F_EGRESS_FWD   uplinkUplinkFlags = 512
+	uplinkUplinkFlagsUPLINK_F_NDP_FILTERED uplinkUplinkFlags = 1024
 )
 
 type uplinkV6dpLimits uint32

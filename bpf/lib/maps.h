@@ -218,19 +218,19 @@ static __always_inline __u32 network_uplink(__u32 net)
 	} while (0)
 
 /*
- * counter_inc counts one verdict. CNT_MAX counts nothing: the verdict of a
- * frame that a hook passes on to the hook whose job it is.
- */
-/*
  * uplink_policy_stale reports whether the host policy in cfg has expired:
  * no daemon has re-read the host's firewall and forwarding for a while, so
- * BPF must not forward past them.
+ * BPF must neither forward nor answer past them.
  */
 static __always_inline bool uplink_policy_stale(const struct uplink_config *cfg)
 {
 	return cfg->policy_until_ns && bpf_ktime_get_coarse_ns() > cfg->policy_until_ns;
 }
 
+/*
+ * counter_inc counts one verdict. CNT_MAX counts nothing: the verdict of a
+ * frame that a hook passes on to the hook whose job it is.
+ */
 static __always_inline void counter_inc(enum counter_id id)
 {
 	__u64 *c = bpf_map_lookup_elem(&v6dp_counters, &id);
