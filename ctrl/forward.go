@@ -247,6 +247,13 @@ func (f *forwarder) setPolicy(p hostPolicy) error {
 			slog.Info("host firewall has no forwarding rules: fast path on")
 		}
 	}
+	if old.NDPFiltered != p.NDPFiltered || old.NDPFilterWhy != p.NDPFilterWhy {
+		if p.NDPFiltered {
+			slog.Info("host firewall filters the NDP answer path: the kernel answers NS through it", "why", p.NDPFilterWhy)
+		} else {
+			slog.Info("host firewall has no rules on the NDP answer path: BPF answers NS")
+		}
+	}
 	return nil
 }
 
@@ -259,7 +266,7 @@ func (f *forwarder) currentPolicy() hostPolicy {
 
 // write writes cfg with the host policy p over it: forwarding off clears
 // the router flag (no answers, no forwarding), filtering stops BPF
-// delivery. Called with mu held.
+// delivery, filtering of the NDP path BPF's answers. Called with mu held.
 func (f *forwarder) write(cfg loader.UplinkConfig, p hostPolicy) error {
 	return f.writeAt(0, cfg, p)
 }
@@ -267,6 +274,7 @@ func (f *forwarder) write(cfg loader.UplinkConfig, p hostPolicy) error {
 func (f *forwarder) writeAt(slot uint32, cfg loader.UplinkConfig, p hostPolicy) error {
 	cfg.Router = cfg.Router && p.Forwarding
 	cfg.Filtered = p.Filtered
+	cfg.NDPFiltered = p.NDPFiltered
 	cfg.PolicyFor = policyHolds
 	return f.dp.SetUplinkAt(slot, cfg)
 }
@@ -425,8 +433,9 @@ const policyPoll = time.Second
 
 // policyHolds is how long a policy read holds in BPF without a renewal:
 // while no daemon runs, nobody watches the host's firewall, so BPF stops
-// forwarding a few seconds after the daemon's end and the kernel, which
-// applies the firewall as it is then, forwards instead.
+// forwarding and answering a few seconds after the daemon's end and the
+// kernel, which applies the firewall as it is then, forwards and answers
+// instead.
 const policyHolds = 3 * time.Second
 
 // watch keeps the uplink config in line with the host's forwarding and
@@ -444,11 +453,13 @@ func (b *bpfAccel) watch(ctx context.Context, uplink string) {
 		case <-nft:
 		case <-t.C:
 		}
-		// Written every time, changed or not: the write renews it.
-		if err := b.fwd.setPolicy(readHostPolicy(uplink)); err != nil {
+		// Written every time, changed or not: the write renews it. One
+		// reading of the firewall serves every uplink.
+		fw := readFirewall()
+		if err := b.fwd.setPolicy(fw.policy(uplink)); err != nil {
 			slog.Warn("applying the host policy", "err", err)
 		}
-		b.fwd.renewExtras()
+		b.fwd.renewExtras(fw)
 	}
 }
 

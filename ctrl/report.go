@@ -83,7 +83,10 @@ type StatusReport struct {
 	Reason     string       `json:"reason,omitempty"`
 	Hooks      []HookChoice `json:"hooks,omitempty"`
 	// FastPath says whether BPF forwards now and, if not, why.
-	FastPath     string            `json:"fast_path,omitempty"`
+	FastPath string `json:"fast_path,omitempty"`
+	// NDPAnswers says who answers NS for the endpoints now, BPF or the
+	// kernel, and why the kernel.
+	NDPAnswers   string            `json:"ndp_answers,omitempty"`
 	ProxyEntries int               `json:"kernel_proxy_entries"`
 	BPFEntries   int               `json:"bpf_endpoints"`
 	Networks     []NetworkReport   `json:"networks"`
@@ -175,7 +178,7 @@ func Report(r *Resolved) (*StatusReport, error) {
 		rep.Problems = append(rep.Problems, err.Error())
 	}
 	rep.Pins = pins
-	rep.FastPath = fastPathState(r)
+	rep.FastPath, rep.NDPAnswers = pathStates(r)
 	if br, err := netlink.LinkByName(r.Bridge); err == nil {
 		rep.BridgeUp = br.Attrs().Flags&1 != 0
 	} else {
@@ -310,27 +313,50 @@ func Report(r *Resolved) (*StatusReport, error) {
 	return rep, nil
 }
 
-// fastPathState says what the BPF fast path does now, read from the pinned
-// config the programs use, with the host's reason when it is off.
-func fastPathState(r *Resolved) string {
+// pathStates says what the BPF fast path and the BPF NDP answers do now,
+// read from the pinned config the programs use, with the host's reason
+// (one reading of its firewall) where BPF leaves them to the kernel.
+func pathStates(r *Resolved) (fast, ndp string) {
 	up, err := loader.ReadPinnedUplink(r.PinDir)
 	if err != nil || !up.Enabled {
-		return "off: no BPF dataplane pinned"
+		return "off: no BPF dataplane pinned", "kernel: no BPF dataplane pinned"
 	}
-	if up.ForwardHooks == 0 {
-		return "off: the kernel forwards (kernel dataplane; ports guarded)"
+	var fw firewall
+	if up.Filtered || up.NDPFiltered {
+		fw = readFirewall()
 	}
-	if !up.Router {
-		return "off: host IPv6 forwarding is off, so neither the kernel nor BPF forwards or proxies"
-	}
-	if up.Filtered {
-		_, why := forwardFiltered()
-		if why == "" {
-			why = "filtering was seen a moment ago"
+	why := func(f filtering) string {
+		if f.Why == "" {
+			return "filtering was seen a moment ago"
 		}
-		return "off: the host firewall filters forwarded IPv6 (" + why + "), so the kernel forwards through netfilter"
+		return f.Why
 	}
-	return "on: forwarding on " + up.ForwardHooks.String() + ", NS answered on " + up.NDPHooks.String() + "; no IPv6 forward filtering on the host"
+	const stale = "no daemon has confirmed the host's firewall and forwarding lately"
+	switch {
+	case up.ForwardHooks == 0:
+		fast = "off: the kernel forwards (kernel dataplane; ports guarded)"
+	case !up.Router:
+		fast = "off: host IPv6 forwarding is off, so neither the kernel nor BPF forwards or proxies"
+	case up.Filtered:
+		fast = "off: the host firewall filters forwarded IPv6 (" + why(fw.Forward) + "), so the kernel forwards through netfilter"
+	case up.PolicyStale:
+		fast = "off: " + stale + ", so the kernel forwards through whatever is set now"
+	default:
+		fast = "on: forwarding on " + up.ForwardHooks.String() + ", NS answered on " + up.NDPHooks.String() + "; no IPv6 forward filtering on the host"
+	}
+	switch {
+	case up.NDPHooks == 0:
+		ndp = "kernel: from its proxy entries (kernel dataplane)"
+	case !up.Router:
+		ndp = "none: host IPv6 forwarding is off, so neither the kernel nor BPF proxies"
+	case up.NDPFiltered:
+		ndp = "kernel: the host firewall filters the NDP answer path (" + why(fw.NDP) + "), so the kernel answers from its proxy entries through netfilter"
+	case up.PolicyStale:
+		ndp = "kernel: " + stale + ", so the kernel answers from its proxy entries through whatever is set now"
+	default:
+		ndp = "BPF on " + up.NDPHooks.String() + "; no filtering on the host's NDP answer path"
+	}
+	return fast, ndp
 }
 
 // bridgeGateways returns an engine network's gateways: the addresses on

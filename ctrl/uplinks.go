@@ -147,14 +147,15 @@ func (f *forwarder) attachExtra(x *extraUplink, plan hookPlan) error {
 	return nil
 }
 
-// renewExtras re-reads each further uplink: its policy (the write renews
-// it), and the link itself, taking up a new MAC or a re-created link.
-func (f *forwarder) renewExtras() {
+// renewExtras re-reads each further uplink: its policy under fw (the
+// write renews it), and the link itself, taking up a new MAC or a
+// re-created link.
+func (f *forwarder) renewExtras(fw firewall) {
 	f.mu.Lock()
 	extras := append([]*extraUplink(nil), f.extras...)
 	f.mu.Unlock()
 	for _, x := range extras {
-		x.policy = readHostPolicy(x.name)
+		x.policy = fw.policy(x.name)
 		if l, err := netlink.LinkByName(x.name); err == nil {
 			a := l.Attrs()
 			switch {

@@ -71,6 +71,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if rep.FastPath != "" {
 		fmt.Fprintf(tw, "fast path:\t%s\n", rep.FastPath)
 	}
+	if rep.NDPAnswers != "" {
+		fmt.Fprintf(tw, "ndp answers:\t%s\n", rep.NDPAnswers)
+	}
 	fmt.Fprintf(tw, "endpoints:\t%d (kernel proxy entries %d, BPF map entries %d)\n", len(rep.Endpoints), rep.ProxyEntries, rep.BPFEntries)
 	if rep.NeighTable != "" {
 		fmt.Fprintf(tw, "neighbour table:\t%s\n", rep.NeighTable)
