@@ -157,6 +157,11 @@ func SolicitNodeGroup(a netip.Addr) netip.Addr {
 // arrived: not an answer, not an unsolicited one, not a malformed one.
 var ErrNoAnswer = errors.New("no neighbor advertisement")
 
+// ErrOnlyUnsolicited means no answer arrived, only unsolicited
+// announcements for the target (S clear, to all-nodes): a daemon
+// announcing a new address, not answering the solicitation.
+var ErrOnlyUnsolicited = errors.New("no answer, only unsolicited advertisements")
+
 // Answer is a Neighbor Advertisement as it arrived, with every field RFC
 // 4861 7.1.2 asks a receiver to check.
 type Answer struct {
@@ -329,7 +334,7 @@ func (c *NDPConn) Solicit(target, dst netip.Addr, timeout time.Duration) (*Answe
 		left := time.Until(deadline)
 		if left <= 0 {
 			if len(unsolicited) > 0 {
-				return nil, fmt.Errorf("no answer for %s within %s, only %d unsolicited NA(s) (S clear, to %s)", target, timeout, len(unsolicited), unsolicited[0].Dest)
+				return nil, fmt.Errorf("%w for %s within %s: %d (S clear, to %s)", ErrOnlyUnsolicited, target, timeout, len(unsolicited), unsolicited[0].Dest)
 			}
 			return nil, fmt.Errorf("%w for %s within %s", ErrNoAnswer, target, timeout)
 		}
