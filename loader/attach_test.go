@@ -99,7 +99,38 @@ func newTopology(t *testing.T) *topology {
 		t.Fatal(err)
 	}
 	tp.upIndex = up.Attrs().Index
+	waitOperUp(t, h, "up0")
+	rh, err := netlink.NewHandleAt(tp.router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rh.Close()
+	waitOperUp(t, rh, "rt0")
 	return tp
+}
+
+// waitOperUp waits until the link is operationally up. The kernel's
+// linkwatch work sets that some time after the carrier, one run at a time
+// for every device of the machine; until then IPv6 has no multicast route
+// on the link (ENETUNREACH). With thousands of veths coming and going on
+// the machine (a scale benchmark) that took seconds, so the bound is
+// generous.
+func waitOperUp(t testing.TB, h *netlink.Handle, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Attrs().OperState == netlink.OperUp {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not operationally up after 30s: %s", name, l.Attrs().OperState)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // in runs f on a thread switched into ns, as the loader does.
@@ -121,8 +152,12 @@ func (tp *topology) solicit(t *testing.T, target netip.Addr, wait time.Duration)
 		if ifi, err = net.InterfaceByName("rt0"); err != nil {
 			return err
 		}
-		// The socket stays in the router namespace once made.
-		c, _, err = ndp.Listen(ifi, ndp.LinkLocal)
+		// The socket stays in the router namespace once made. It binds
+		// to peerLL, added with nodad: the automatic link-local address
+		// stays tentative until the kernel's address work has run after
+		// the carrier came up, which on a loaded machine is a while;
+		// binding to it fails (EADDRNOTAVAIL) and answers to it are lost.
+		c, _, err = ndp.Listen(ifi, ndp.Addr(peerLL.String()))
 		return err
 	})
 	if err != nil {

@@ -93,6 +93,11 @@ func fwdNetns(t testing.TB) netns.NsHandle {
 		t.Fatal(err)
 	}
 	fwdUplinkIndex = up.Attrs().Index
+	// The FIB's answers (local, routed, which interface) hold once the
+	// links are operationally up.
+	for _, l := range []string{"up0", "up0p", "up1", "up1p"} {
+		waitOperUp(t, nl, l)
+	}
 	return h
 }
 
