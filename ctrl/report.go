@@ -84,9 +84,9 @@ type StatusReport struct {
 	Hooks      []HookChoice `json:"hooks,omitempty"`
 	// FastPath says whether BPF forwards now and, if not, why.
 	FastPath string `json:"fast_path,omitempty"`
-	// NDPAnswers says who answers NS for the endpoints now, BPF or the
+	// NSAnswers says who answers NS for the endpoints now, BPF or the
 	// kernel, and why the kernel.
-	NDPAnswers   string            `json:"ndp_answers,omitempty"`
+	NSAnswers    string            `json:"ns_answers,omitempty"`
 	ProxyEntries int               `json:"kernel_proxy_entries"`
 	BPFEntries   int               `json:"bpf_endpoints"`
 	Networks     []NetworkReport   `json:"networks"`
@@ -178,7 +178,7 @@ func Report(r *Resolved) (*StatusReport, error) {
 		rep.Problems = append(rep.Problems, err.Error())
 	}
 	rep.Pins = pins
-	rep.FastPath, rep.NDPAnswers = pathStates(r)
+	rep.FastPath, rep.NSAnswers = pathStates(r)
 	if br, err := netlink.LinkByName(r.Bridge); err == nil {
 		rep.BridgeUp = br.Attrs().Flags&1 != 0
 	} else {
@@ -342,7 +342,7 @@ func pathStates(r *Resolved) (fast, ndp string) {
 	case up.PolicyStale:
 		fast = "off: " + stale + ", so the kernel forwards through whatever is set now"
 	default:
-		fast = "on: forwarding on " + up.ForwardHooks.String() + ", NS answered on " + up.NDPHooks.String() + "; no IPv6 forward filtering on the host"
+		fast = "on: forwarding on " + up.ForwardHooks.String() + "; no IPv6 forward filtering on the host"
 	}
 	switch {
 	case up.NDPHooks == 0:

@@ -184,10 +184,10 @@ func (f *ndpFirewall) answersBy(t *testing.T, want string) {
 	if !f.bpf() {
 		return
 	}
-	re := regexp.MustCompile(`ndp answers:\s+` + want)
+	re := regexp.MustCompile(`ns answers:\s+` + want)
 	eventually(t, firewallWait, func() error {
 		if st := f.mustV6dp(t, "status"); !re.MatchString(st) {
-			return fmt.Errorf("status does not say ndp answers %q:\n%s", want, st)
+			return fmt.Errorf("status does not say ns answers %q:\n%s", want, st)
 		}
 		return nil
 	})

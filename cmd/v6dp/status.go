@@ -71,8 +71,8 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if rep.FastPath != "" {
 		fmt.Fprintf(tw, "fast path:\t%s\n", rep.FastPath)
 	}
-	if rep.NDPAnswers != "" {
-		fmt.Fprintf(tw, "ndp answers:\t%s\n", rep.NDPAnswers)
+	if rep.NSAnswers != "" {
+		fmt.Fprintf(tw, "ns answers:\t%s\n", rep.NSAnswers)
 	}
 	fmt.Fprintf(tw, "endpoints:\t%d (kernel proxy entries %d, BPF map entries %d)\n", len(rep.Endpoints), rep.ProxyEntries, rep.BPFEntries)
 	if rep.NeighTable != "" {
