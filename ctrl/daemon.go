@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -28,6 +29,11 @@ type Daemon struct {
 	bpfAnswers bool
 	// later attaches the programs of a burst's ports between event batches.
 	later *later
+	// prep turns new ports' IPv6 off beside the loop; served are the
+	// served bridges that exist, by ifindex, for the link event reader
+	// (noteBridges).
+	prep   *portPrep
+	served atomic.Pointer[map[int]bool]
 	// nets are the networks served now: the configured ones and those
 	// found under --network-parent; discs has a discoverer for each, by
 	// bridge name.
@@ -99,6 +105,8 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	rt := &Runtime{PID: os.Getpid(), Started: time.Now().UTC(), Config: r.Config, Addressing: r.Addressing}
 	d.accel, rt.Dataplane, rt.Attach, rt.Reason, rt.Hooks = startAccel(r, host, j)
 	d.bpfAnswers = rt.Dataplane != DataplaneKernel
+	d.prep = newPortPrep(d.portsIPv6Off)
+	defer d.prep.stop(0)
 	d.later = newLater(func(idx int, name string) error {
 		if b, ok := d.accel.(*bpfAccel); ok {
 			return b.fwd.attachPort(idx, name)
@@ -131,6 +139,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	if r.MetricsAddr != "" {
 		d.metrics = newMetrics(r.PinDir, rt.Dataplane)
 		d.metrics.later.Store(d.later)
+		d.metrics.prep.Store(d.prep)
 		if err := serveMetrics(ctx, r.MetricsAddr, d.metrics); err != nil {
 			return fmt.Errorf("metrics-addr: %w", err)
 		}
@@ -144,7 +153,8 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	defer cl.Close()
 	d.cluster = cl
 
-	sub, err := subscribeLinks()
+	d.noteBridges()
+	sub, err := subscribeLinks(d.earlyPort)
 	if err != nil {
 		return err
 	}
@@ -165,6 +175,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	for {
 		select {
 		case <-ctx.Done():
+			d.prep.stop(laterDrain)
 			d.later.drain(laterDrain)
 			slog.Info("daemon stopping; dataplane stays in place", "addresses", len(d.eps.live))
 			return nil
@@ -174,7 +185,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 			// a full resync repairs whatever was missed.
 			slog.Warn("link events lost; resubscribing and resyncing", "err", err)
 			sub.close()
-			if sub, err = subscribeLinks(); err != nil {
+			if sub, err = subscribeLinks(d.earlyPort); err != nil {
 				return err
 			}
 			d.resync(true)
@@ -272,6 +283,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 			}
 			start := time.Now()
 			changed := d.eps.Links(evs)
+			d.noteBridges()
 			clear(d.fresh)
 			if len(brports) > 0 {
 				d.bridgePortsChanged(brports, changed)
@@ -337,7 +349,9 @@ func (d *Daemon) resync(periodic bool) {
 		b.dp.Reread()
 		b.fwd.pinsRead = false
 	}
-	if d.eps.Resync(periodic) {
+	changed := d.eps.Resync(periodic)
+	d.noteBridges()
+	if changed {
 		d.eps.Apply()
 	}
 }
@@ -492,10 +506,11 @@ func (k sysKernel) IsPort(index int) (bool, error) {
 	return err == nil, err
 }
 
-// PreparePorts turns IPv6 off on new ports, all at once (see later for
-// why not afterwards).
+// PreparePorts has the new ports' IPv6 turned off at once, beside the
+// loop (see portPrep).
 func (k sysKernel) PreparePorts(names []string) error {
-	return k.d.portsIPv6Off(names)
+	k.d.prep.add(names)
+	return nil
 }
 
 // Publish puts the kernel proxy entries first, per network prefix: they

@@ -17,11 +17,11 @@ import (
 // ports at once (as engines start containers) get theirs in the same
 // apply (see forwarder.attach).
 //
-// Turning a new port's IPv6 off is not deferred: measured at 10,000
-// ports, the burst's ports then kept IPv6 for a minute or more, and the
-// kernel's own link work lagged so far behind that thousands of
+// Turning a new port's IPv6 off is not deferred like this: measured at
+// 10,000 ports, the burst's ports then kept IPv6 for a minute or more,
+// and the kernel's own link work lagged so far behind that thousands of
 // containers could not send (their veths not yet operationally up) for
-// over a minute.
+// over a minute. It is done at once, beside the loop (portPrep).
 //
 // The daemon's loop selects ready() beside its event channels, armed only
 // while no event waits: serving comes first, and the work runs between

@@ -26,7 +26,9 @@ type kernel interface {
 	IsPort(index int) (bool, error)
 	// Bridges returns the served bridges that exist, by ifindex.
 	Bridges() map[int]string
-	// PreparePorts turns IPv6 off on new ports, all at once.
+	// PreparePorts has IPv6 turned off on new ports, all at once (the
+	// daemon's beside its loop; it reports only what it could not
+	// start).
 	PreparePorts(names []string) error
 	// Publish makes the BPF maps and the kernel proxy entries hold
 	// exactly the addresses of eps (each endpoint's Addrs are those it
@@ -402,8 +404,9 @@ func (l *lifecycle) Resync(periodic bool) bool {
 	return true
 }
 
-// prepare turns IPv6 off on the new ports, all at once, before they are
-// resolved: on a port whose IPv6 is up (its link-local address and
+// prepare has IPv6 turned off on the new ports, all at once, before they
+// are resolved (the daemon's kernel does it beside the loop, see
+// portPrep): on a port whose IPv6 is up (its link-local address and
 // routes made), turning it off walks the host's routes, and every port
 // left on makes the next walk, and the kernel's own link work, slower.
 func (l *lifecycle) prepare() {

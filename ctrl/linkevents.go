@@ -21,6 +21,9 @@ type linkSub struct {
 	updates chan linkEvent
 	errs    chan error
 	done    chan struct{}
+	// early sees each event as it is read, before it waits in updates
+	// (nil: none); it must not block.
+	early func(linkEvent)
 }
 
 // linkEventBuffer is the socket buffer for link events: a burst of port
@@ -32,12 +35,12 @@ const (
 	linkEventQueue  = 1 << 16
 )
 
-func subscribeLinks() (*linkSub, error) {
+func subscribeLinks(early func(linkEvent)) (*linkSub, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("subscribing to link events: %w", err)
 	}
-	s := &linkSub{updates: make(chan linkEvent, linkEventQueue), errs: make(chan error, 1), done: make(chan struct{})}
+	s := &linkSub{updates: make(chan linkEvent, linkEventQueue), errs: make(chan error, 1), done: make(chan struct{}), early: early}
 	tv := unix.NsecToTimeval(int64(250 * time.Millisecond))
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		unix.Close(fd)
@@ -85,6 +88,9 @@ func (s *linkSub) read(fd int) {
 			ev, ok := parseLinkMsg(&msgs[i])
 			if !ok {
 				continue
+			}
+			if s.early != nil {
+				s.early(ev)
 			}
 			select {
 			case s.updates <- ev:

@@ -27,8 +27,9 @@ type metrics struct {
 	addresses atomic.Int64
 	endpoints atomic.Int64
 	conflicts atomic.Int64
-	cluster   atomic.Pointer[cluster] // nil without a cluster layout
-	later     atomic.Pointer[later]   // the deferred port work
+	cluster   atomic.Pointer[cluster]  // nil without a cluster layout
+	later     atomic.Pointer[later]    // the deferred port work
+	prep      atomic.Pointer[portPrep] // the ports whose IPv6 is being turned off
 
 	packets       *prometheus.Desc
 	netPackets    *prometheus.Desc
@@ -56,7 +57,7 @@ func newMetrics(pinDir, dataplane string) *metrics {
 		dataplaneInfo: prometheus.NewDesc("v6dp_dataplane_info",
 			"The dataplane in use.", []string{"dataplane"}, nil),
 		pending: prometheus.NewDesc("v6dp_ports_pending",
-			"Served ports still waiting for deferred work: their endpoint program (guard).", []string{"work"}, nil),
+			"Served ports still waiting for work done beside the event loop: their endpoint program (guard), their IPv6 off (ipv6_off).", []string{"work"}, nil),
 	}
 }
 
@@ -78,6 +79,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.dataplaneInfo, prometheus.GaugeValue, 1, m.dataplane)
 	if w := m.later.Load(); w != nil {
 		ch <- prometheus.MustNewConstMetric(m.pending, prometheus.GaugeValue, float64(w.queued.Load()), "guard")
+	}
+	if p := m.prep.Load(); p != nil {
+		ch <- prometheus.MustNewConstMetric(m.pending, prometheus.GaugeValue, float64(p.queued.Load()), "ipv6_off")
 	}
 	m.cluster.Load().collect(ch)
 	if m.dataplane == DataplaneKernel {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink/nl"
@@ -278,44 +279,87 @@ const (
 
 // readNeighTable reads the IPv6 neighbour table's limits and its number
 // of entries (the machine's, every namespace's) by rtnetlink, which
-// answers in any namespace.
+// answers in any namespace. The dump's first message is the table; the
+// rest are the parameters of every device of the namespace (10,000
+// messages at 10,000 ports, 60-150 ms of a publish in a burst), so the
+// reading stops at the table and the socket is closed with the dump
+// unfinished.
 func readNeighTable() (neighLimits, int, error) {
 	var l neighLimits
-	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGHTBL, unix.NLM_F_DUMP)
-	req.AddData(ndtmsg{unix.AF_INET6})
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWNEIGHTBL)
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return l, 0, fmt.Errorf("reading the neighbour tables: %w", err)
 	}
-	for _, m := range msgs {
-		if len(m) < 4 || m[0] != unix.AF_INET6 {
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(int64(5 * time.Second))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return l, 0, fmt.Errorf("reading the neighbour tables: %w", err)
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGHTBL, unix.NLM_F_DUMP)
+	req.AddData(ndtmsg{unix.AF_INET6})
+	if err := unix.Sendto(fd, req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return l, 0, fmt.Errorf("reading the neighbour tables: %w", err)
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
-		attrs, err := nl.ParseRouteAttr(m[4:])
 		if err != nil {
-			continue
+			return l, 0, fmt.Errorf("reading the neighbour tables: %w", err)
 		}
-		var found [3]bool
-		entries := -1
-		for _, a := range attrs {
-			switch a.Attr.Type {
-			case ndtaThresh1, ndtaThresh2, ndtaThresh3:
-				if len(a.Value) >= 4 {
-					i := a.Attr.Type - ndtaThresh1
-					l[i], found[i] = int(binary.NativeEndian.Uint32(a.Value)), true
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return l, 0, fmt.Errorf("reading the neighbour tables: %w", err)
+		}
+		for _, m := range msgs {
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return l, 0, errors.New("the kernel reported no IPv6 neighbour table limits")
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := -int32(binary.NativeEndian.Uint32(m.Data[:4])); errno != 0 {
+						return l, 0, fmt.Errorf("reading the neighbour tables: %w", unix.Errno(errno))
+					}
 				}
-			case ndtaConfig:
-				// struct ndt_config: key_len, entry_size (u16), entries (u32).
-				if len(a.Value) >= 8 {
-					entries = int(binary.NativeEndian.Uint32(a.Value[4:8]))
+			case unix.RTM_NEWNEIGHTBL:
+				if lim, entries, ok := parseNeighTable(m.Data); ok {
+					return lim, entries, nil
 				}
 			}
 		}
-		if found[0] && found[1] && found[2] {
-			return l, entries, nil
+	}
+}
+
+// parseNeighTable reads the limits and the entry count from one
+// RTM_NEWNEIGHTBL message of the IPv6 table; ok only if it has all three
+// limits (the table's message, not a device's parameters).
+func parseNeighTable(m []byte) (l neighLimits, entries int, ok bool) {
+	if len(m) < 4 || m[0] != unix.AF_INET6 {
+		return l, 0, false
+	}
+	attrs, err := nl.ParseRouteAttr(m[4:])
+	if err != nil {
+		return l, 0, false
+	}
+	var found [3]bool
+	entries = -1
+	for _, a := range attrs {
+		switch a.Attr.Type {
+		case ndtaThresh1, ndtaThresh2, ndtaThresh3:
+			if len(a.Value) >= 4 {
+				i := a.Attr.Type - ndtaThresh1
+				l[i], found[i] = int(binary.NativeEndian.Uint32(a.Value)), true
+			}
+		case ndtaConfig:
+			// struct ndt_config: key_len, entry_size (u16), entries (u32).
+			if len(a.Value) >= 8 {
+				entries = int(binary.NativeEndian.Uint32(a.Value[4:8]))
+			}
 		}
 	}
-	return l, 0, errors.New("the kernel reported no IPv6 neighbour table limits")
+	return l, entries, found[0] && found[1] && found[2]
 }
 
 // neighTableReport says, for `v6dp status`, what the neighbour table's

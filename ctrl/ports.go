@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // portsIPv6Off turns IPv6 off on bridge ports the daemon adopted (ones a
@@ -81,9 +82,16 @@ const (
 	portJournalDir = "ports"
 )
 
+// portJournalMu orders the journal's appends (the port worker's, the
+// repair's) and the resync's rewrite, so that no append goes to a file
+// that is being replaced.
+var portJournalMu sync.Mutex
+
 // JournalPorts records the ports' old disable_ipv6 values (port name to
 // value) before v6dp changes them.
 func (s Store) JournalPorts(olds map[string]string) error {
+	portJournalMu.Lock()
+	defer portJournalMu.Unlock()
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return err
 	}
@@ -135,6 +143,8 @@ func (s Store) journaledPorts() map[string]string {
 // interface name may come back later as another port, with its own old
 // value).
 func (s Store) forgetGonePortFiles() {
+	portJournalMu.Lock()
+	defer portJournalMu.Unlock()
 	gone := func(port string) bool {
 		_, err := os.Stat(filepath.Dir(sysctlPath(ipv6Conf(port, "disable_ipv6"))))
 		return errors.Is(err, fs.ErrNotExist)
