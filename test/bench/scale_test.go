@@ -52,6 +52,7 @@ func BenchmarkScale10k(b *testing.B) {
 	// of every far end that is up.
 	tuning := raiseNeighTable(b, 2*n)
 	st := newScaleTopo(b, p)
+	alone := st.kernelAlone()
 	var res []scaleRun
 	var failed []string
 	for run := 0; run < p.Runs; run++ {
@@ -67,7 +68,7 @@ func BenchmarkScale10k(b *testing.B) {
 		}
 	}
 	var s strings.Builder
-	writeScale(&s, p, tuning, res, failed)
+	writeScale(&s, p, tuning, alone, res, failed)
 	fmt.Print(s.String())
 	b.Log("\n" + s.String())
 	for _, f := range failed {
@@ -463,9 +464,13 @@ type phase struct {
 	// has its endpoint program and its IPv6 off, work the daemon does
 	// after serving the ports (polled every 200 ms after convergence).
 	Guarded, IPv6Off time.Duration
-	CPU              time.Duration // daemon CPU from the first join to convergence
-	Settled          time.Duration // daemon CPU from the first join until it is idle
-	RSS              int64         // after it, settled
+	// FarUp: from the last port's joining until every far end of the
+	// phase is operationally up (the kernel's link work; until then its
+	// container cannot send), polled every 200 ms after convergence.
+	FarUp   time.Duration
+	CPU     time.Duration // daemon CPU from the first join to convergence
+	Settled time.Duration // daemon CPU from the first join until it is idle
+	RSS     int64         // after it, settled
 }
 
 type scaleRun struct {
@@ -633,8 +638,12 @@ func (st *scaleTopo) portWork(f *phase, joined time.Time, from, to int) error {
 			unguarded[p.Index], on[p.HostIf] = true, true
 		}
 	}
+	far := st.farEnds(from, to)
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
+		if err := st.farUp(far); err != nil {
+			return err
+		}
 		err := st.inHost(func(h *netlink.Handle) error {
 			for idx := range unguarded {
 				filters, err := h.FilterList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: idx}}, netlink.HANDLE_MIN_INGRESS)
@@ -665,14 +674,98 @@ func (st *scaleTopo) portWork(f *phase, joined time.Time, from, to int) error {
 		if len(on) == 0 && f.IPv6Off == 0 {
 			f.IPv6Off = now.Sub(joined)
 		}
-		if f.Guarded > 0 && f.IPv6Off > 0 {
+		if len(far) == 0 && f.FarUp == 0 {
+			f.FarUp = now.Sub(joined)
+		}
+		if f.Guarded > 0 && f.IPv6Off > 0 && f.FarUp > 0 {
 			return nil
 		}
 		if now.After(deadline) {
-			return fmt.Errorf("3 minutes after convergence: %d ports without their program, %d with IPv6 on", len(unguarded), len(on))
+			return fmt.Errorf("3 minutes after convergence: %d ports without their program, %d with IPv6 on, far ends not up in %d namespaces",
+				len(unguarded), len(on), len(far))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// farEnds returns the far ends of networks [from, to), by namespace.
+func (st *scaleTopo) farEnds(from, to int) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for _, p := range st.Ports {
+		if p.Net >= from && p.Net < to {
+			if out[p.NS] == nil {
+				out[p.NS] = map[string]bool{}
+			}
+			out[p.NS][p.PeerIf] = true
+		}
+	}
+	return out
+}
+
+// farUp drops from far the far ends that are operationally up now (one
+// link dump of each namespace that still has one down).
+func (st *scaleTopo) farUp(far map[string]map[string]bool) error {
+	for ns, peers := range far {
+		err := topo.InNS(ns, func() error {
+			h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			links, err := h.LinkList()
+			for _, l := range links {
+				if a := l.Attrs(); a.OperState == netlink.OperUp {
+					delete(peers, a.Name)
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if len(peers) == 0 {
+			delete(far, ns)
+		}
+	}
+	return nil
+}
+
+// kernelAlone joins the ports as run does, with no daemon: the stock
+// kernel's own time for the same bursts (the ports' IPv6 on, as an engine
+// leaves it), to read the daemon's columns against. One run.
+func (st *scaleTopo) kernelAlone() []phase {
+	var out []phase
+	for _, ph := range [][2]int{{0, st.p.Split}, {st.p.Split, st.p.Nets}} {
+		if ph[0] >= ph[1] {
+			continue
+		}
+		f := phase{}
+		for _, p := range st.Ports {
+			if p.Net < ph[1] {
+				f.Endpoints++
+			}
+		}
+		far := st.farEnds(ph[0], ph[1])
+		start := time.Now()
+		st.join(ph[0], ph[1], true)
+		joined := time.Now()
+		f.Join = joined.Sub(start)
+		for len(far) > 0 && time.Since(joined) < 3*time.Minute {
+			if err := st.farUp(far); err != nil {
+				st.b.Logf("kernel alone: %v", err)
+				break
+			}
+			if len(far) > 0 {
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		if len(far) == 0 {
+			f.FarUp = time.Since(joined)
+		}
+		out = append(out, f)
+	}
+	st.join(0, st.p.Nets, false)
+	return out
 }
 
 // proxyCount counts the wanted addresses that have a kernel proxy entry on
@@ -1103,17 +1196,17 @@ func (st *scaleTopo) missing(idxs []int) string {
 }
 
 // writeScale prints the case's table.
-func writeScale(w *strings.Builder, p scaleParams, tuning string, runs []scaleRun, failed []string) {
+func writeScale(w *strings.Builder, p scaleParams, tuning string, alone []phase, runs []scaleRun, failed []string) {
 	n := p.Nets * p.PerNet
 	fmt.Fprintf(w, "\nScale: %d networks of %d containers (%d endpoints; far ends %d to a namespace), one daemon, --dataplane auto; %s for the run\n",
 		p.Nets, p.PerNet, n, p.PerNS, tuning)
-	fmt.Fprintf(w, "Times from the last port's joining its bridge to every entry found (polled every 20 ms; guarded, ipv6 off: every port with its program, with its IPv6 off, polled every 200 ms after); medians of %d runs (min-max); CPU is the daemon's utime+stime\n", len(runs))
+	fmt.Fprintf(w, "Times from the last port's joining its bridge to every entry found (polled every 20 ms; guarded, ipv6 off, far ends up: every port with its program, with its IPv6 off, every far end operationally up, polled every 200 ms after); medians of %d runs (min-max); CPU is the daemon's utime+stime\n", len(runs))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "endpoints\tjoined\tports join\tconverged\tproxy\tendpoints map\tports map\tdevmap\tguarded\tipv6 off\tCPU to converge\tCPU until idle\tRSS\t")
+	fmt.Fprintln(tw, "endpoints\tjoined\tports join\tconverged\tproxy\tendpoints map\tports map\tdevmap\tguarded\tipv6 off\tfar ends up\tCPU to converge\tCPU until idle\tRSS\t")
 	ms := func(v float64) string { return fmtDur(time.Duration(v)) }
 	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
 	for i := 0; len(runs) > 0 && i < len(runs[0].Phases); i++ {
-		var join, conv, px, ep, pm, dm, gd, off, cpu, idle, rss []float64
+		var join, conv, px, ep, pm, dm, gd, off, up, cpu, idle, rss []float64
 		for _, r := range runs {
 			if i >= len(r.Phases) {
 				continue
@@ -1121,7 +1214,7 @@ func writeScale(w *strings.Builder, p scaleParams, tuning string, runs []scaleRu
 			f := r.Phases[i]
 			join, conv = append(join, float64(f.Join)), append(conv, float64(f.Converged))
 			px, ep, pm, dm = append(px, float64(f.Proxy)), append(ep, float64(f.EPMap)), append(pm, float64(f.PortMap)), append(dm, float64(f.Devmap))
-			gd, off = append(gd, float64(f.Guarded)), append(off, float64(f.IPv6Off))
+			gd, off, up = append(gd, float64(f.Guarded)), append(off, float64(f.IPv6Off)), append(up, float64(f.FarUp))
 			cpu, idle, rss = append(cpu, float64(f.CPU)), append(idle, float64(f.Settled)), append(rss, float64(f.RSS))
 		}
 		prev := 0
@@ -1129,12 +1222,26 @@ func writeScale(w *strings.Builder, p scaleParams, tuning string, runs []scaleRu
 			prev = runs[0].Phases[i-1].Endpoints
 		}
 		f := runs[0].Phases[i]
-		fmt.Fprintf(tw, "%d\t+%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", f.Endpoints, f.Endpoints-prev,
+		fmt.Fprintf(tw, "%d\t+%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", f.Endpoints, f.Endpoints-prev,
 			spreadOf(join).format(ms), spreadOf(conv).format(ms), spreadOf(px).format(ms), spreadOf(ep).format(ms),
 			spreadOf(pm).format(ms), spreadOf(dm).format(ms), spreadOf(gd).format(ms), spreadOf(off).format(ms),
-			spreadOf(cpu).format(ms), spreadOf(idle).format(ms), spreadOf(rss).format(mib))
+			spreadOf(up).format(ms), spreadOf(cpu).format(ms), spreadOf(idle).format(ms), spreadOf(rss).format(mib))
+	}
+	for i, f := range alone {
+		prev := 0
+		if i > 0 {
+			prev = alone[i-1].Endpoints
+		}
+		up := "not within 3m"
+		if f.FarUp > 0 {
+			up = fmtDur(f.FarUp)
+		}
+		fmt.Fprintf(tw, "kernel alone: %d\t+%d\t%s\t\t\t\t\t\t\t\t%s\t\t\t\t\n", f.Endpoints, f.Endpoints-prev, fmtDur(f.Join), up)
 	}
 	tw.Flush()
+	if len(alone) > 0 {
+		fmt.Fprintln(w, "kernel alone: the same joins with no daemon (one run, before the daemon's): the ports keep IPv6 on, as an engine leaves them")
+	}
 	var rss0 []float64
 	for _, r := range runs {
 		rss0 = append(rss0, float64(r.RSS0))
