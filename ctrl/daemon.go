@@ -294,7 +294,7 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 			}
 			slog.Debug("link events", "events", len(evs), "bridge_ports", len(brports),
 				"handled", handled.Sub(start), "applied", time.Since(handled))
-		case <-d.later.ready(len(sub.updates) > 0 || len(addrs.nsids) > 0):
+		case <-d.later.ready(len(sub.updates) > 0 || len(addrs.nsids) > 0 || d.prep.queued.Load() > 0):
 			d.later.run()
 		case <-fast.C:
 			if d.eps.Pending() && d.eps.Retry() {

@@ -24,8 +24,11 @@ import (
 // over a minute. It is done at once, beside the loop (portPrep).
 //
 // The daemon's loop selects ready() beside its event channels, armed only
-// while no event waits: serving comes first, and the work runs between
-// event batches, or after waiting a second if events keep coming.
+// while no event waits and no port waits for its IPv6 off (each qdisc
+// holds the RTNL lock that the IPv6 off spins for, and every port left
+// with IPv6 on makes the kernel slower): serving comes first, and the work
+// runs between event batches, or after waiting a second if events keep
+// coming.
 type later struct {
 	guards   []laterGuard // ports whose program is to be attached, in order
 	guardSet map[int]bool
@@ -73,8 +76,9 @@ func (w *later) guard(idx int, name string) {
 }
 
 // ready returns a channel that is ready while work is queued, nil (never
-// ready) otherwise. busy: events are waiting; then the work waits for
-// them, unless it has waited laterStarve since its last chunk.
+// ready) otherwise. busy: events or ports' IPv6 off are waiting; then the
+// work waits for them, unless it has waited laterStarve since its last
+// chunk.
 func (w *later) ready(busy bool) <-chan struct{} {
 	if len(w.guards) == 0 {
 		return nil
