@@ -24,6 +24,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/v6dp/v6dp/test/topo"
 )
 
@@ -138,6 +141,16 @@ func TestScale2000(t *testing.T) {
 	})
 	t.Logf("converged: all %d proxy entries %s after the last port joined, BPF map entries by %s (polled)", len(all), ms(proxied), ms(inMap))
 
+	// The work done beside serving (IPv6 off at once, the guards after a
+	// burst) is done for every port: none stays with IPv6 on or without
+	// its program.
+	ports := make([]string, 0, len(all))
+	for k := range all {
+		ports = append(ports, fmt.Sprintf("vs%s%d", s.Tag, k))
+	}
+	eventually(t, 90*time.Second, func() error { return portsPrepared(s.Host, ports) })
+	t.Logf("every port with its IPv6 off and its guard %s after the last port joined", ms(time.Since(joined)))
+
 	// Every address is answered.
 	conn, err := topo.ListenNDP(s.Router, s.RouterIf)
 	if err != nil {
@@ -193,4 +206,41 @@ func TestScale2000(t *testing.T) {
 			}
 		}
 	}
+}
+
+// portsPrepared reports the first of ports (in namespace ns) that still
+// has IPv6 on or no v6dp endpoint program at its ingress.
+func portsPrepared(ns string, ports []string) error {
+	return topo.InNS(ns, func() error {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		for _, p := range ports {
+			// /proc/sys/net shows the namespace of the thread that opens it.
+			b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + p + "/disable_ipv6")
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(string(b)) != "1" {
+				return fmt.Errorf("port %s: IPv6 still on", p)
+			}
+			l, err := h.LinkByName(p)
+			if err != nil {
+				return err
+			}
+			filters, _ := h.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+			guarded := false
+			for _, f := range filters {
+				if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "v6dp_tc_endpoint") {
+					guarded = true
+				}
+			}
+			if !guarded {
+				return fmt.Errorf("port %s: no endpoint program", p)
+			}
+		}
+		return nil
+	})
 }
