@@ -327,6 +327,9 @@ func startAccel(r *Resolved, h *Host, j *Journal) (a accel, dataplane, attach, r
 			{JobForward, "kernel", why + ": bridge and kernel forwarding"},
 			{JobEgress, "kernel", why},
 		}}
+		if !r.NDPProxy {
+			plan.noNDP()
+		}
 		a, err := openAccel(r, h, j, plan)
 		if err != nil {
 			slog.Error("port guards failed; ports are unguarded", "err", err)
@@ -381,6 +384,31 @@ func startAccel(r *Resolved, h *Host, j *Journal) (a accel, dataplane, attach, r
 // XDP redirect into a veth rebuilds an skb on the far side and costs as
 // much as the kernel's whole path at 1000 containers (make bench).
 func chooseHooks(r *Resolved, uplink netlink.Link) hookPlan {
+	p := pickHooks(r, uplink)
+	if !r.NDPProxy {
+		p.noNDP()
+	}
+	return p
+}
+
+// noNDP is the plan of a daemon without --ndp-proxy: the kernel gets no
+// proxy entries and BPF answers no NS either (the prefix is routed to the
+// host, or another box answers); an XDP program with nothing to do stays
+// off the uplink.
+func (p *hookPlan) noNDP() {
+	p.ndp = 0
+	if p.fwd&loader.HookXDP == 0 {
+		p.xdp, p.native = false, false
+	}
+	for i := range p.choices {
+		if p.choices[i].Job == JobNDP {
+			p.choices[i] = HookChoice{JobNDP, "none", "no --ndp-proxy: no NS is answered for the containers, by BPF or the kernel"}
+		}
+	}
+}
+
+// pickHooks is chooseHooks for a daemon that answers NS.
+func pickHooks(r *Resolved, uplink netlink.Link) hookPlan {
 	peerXDP, peerWhy := vethPeerHasXDP(uplink, r.NetnsDirs)
 	isVeth := uplink.Type() == "veth"
 	nativeOK := !isVeth || peerXDP

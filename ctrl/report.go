@@ -345,6 +345,8 @@ func pathStates(r *Resolved) (fast, ndp string) {
 		fast = "on: forwarding on " + up.ForwardHooks.String() + "; no IPv6 forward filtering on the host"
 	}
 	switch {
+	case up.NDPHooks == 0 && !r.NDPProxy:
+		ndp = "none: no --ndp-proxy, so neither BPF nor the kernel answers NS for the containers"
 	case up.NDPHooks == 0:
 		ndp = "kernel: from its proxy entries (kernel dataplane)"
 	case !up.Router:

@@ -22,7 +22,7 @@ func configFlags(fs *flag.FlagSet, cfg *ctrl.Config) *string {
 	fs.BoolVar(&cfg.IPForward, "ip-forward", cfg.IPForward, "enable IPv6 forwarding (net.ipv6.conf.{all,default}.forwarding=1)")
 	fs.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "bridge the containers hang off (created if missing, adopted if it exists)")
 	fs.StringVar(&cfg.Uplink, "uplink", cfg.Uplink, "host interface towards the router")
-	fs.BoolVar(&cfg.NDPProxy, "ndp-proxy", cfg.NDPProxy, "answer Neighbor Solicitations on the uplink for container addresses")
+	fs.BoolVar(&cfg.NDPProxy, "ndp-proxy", cfg.NDPProxy, "answer Neighbor Solicitations on the uplink for container addresses (off: none are answered, by BPF or the kernel)")
 	fs.StringVar(&cfg.Addressing, "addressing", cfg.Addressing, "container addresses: auto (mac for /80 or shorter, else sequential), mac, sequential")
 	fs.StringVar(&cfg.Dataplane, "dataplane", cfg.Dataplane, "auto, kernel, xdp or tc")
 	fs.StringVar(&cfg.NDPHook, "ndp-hook", cfg.NDPHook, "with dataplane auto: where NS are answered, auto, xdp (native where it works) or tc; forwarding stays on tc")
