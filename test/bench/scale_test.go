@@ -73,7 +73,6 @@ func BenchmarkScale10k(b *testing.B) {
 		if st.keep != nil {
 			st.stopDaemon(st.keep)
 			st.join(0, st.p.Nets, false)
-			st.settle()
 		}
 		alone = st.kernelAlone()
 	}
@@ -529,7 +528,6 @@ func (st *scaleTopo) run(keep bool) (scaleRun, error) {
 	}
 	st.stopDaemon(d)
 	st.join(0, st.p.Nets, false)
-	st.settle()
 	return r, nil
 }
 
@@ -697,37 +695,6 @@ func (st *scaleTopo) portWork(f *phase, joined time.Time, from, to int) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// settle waits, after the ports left their bridges, until the kernel has
-// done its link work for it: every port operationally down. Taking
-// 10,000 ports down queues that work at a pace the kernel keeps to about
-// 100 devices a second (linkwatch: a port that is down is not urgent), so
-// the next run's join would otherwise meet a minute of it.
-func (st *scaleTopo) settle() {
-	start := time.Now()
-	for time.Since(start) < 4*time.Minute {
-		up := 0
-		err := st.inHost(func(h *netlink.Handle) error {
-			links, err := h.LinkList()
-			for _, l := range links {
-				if a := l.Attrs(); strings.HasPrefix(a.Name, "vs") && a.OperState != netlink.OperDown {
-					up++
-				}
-			}
-			return err
-		})
-		if err != nil {
-			st.b.Logf("settle: %v", err)
-			return
-		}
-		if up == 0 {
-			st.b.Logf("scale: the kernel's link work for the ports' leaving done %s after it", fmtDur(time.Since(start)))
-			return
-		}
-		time.Sleep(time.Second)
-	}
-	st.b.Logf("scale: ports still not operationally down 4 minutes after leaving their bridges")
 }
 
 // farEnds returns the far ends of networks [from, to), by namespace.
