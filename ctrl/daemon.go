@@ -120,6 +120,9 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 		slog.Warn("saving journal", "err", serr)
 	}
 	slog.Info("dataplane selected", "dataplane", rt.Dataplane, "attach", rt.Attach, "reason", rt.Reason)
+	if !r.NDPProxy && host.Uplink != nil {
+		slog.Info("no --ndp-proxy: no NS is answered for the container addresses on the uplink, by BPF or the kernel; the prefix must be routed to the host")
+	}
 	if r.NDPProxy && host.Uplink != nil {
 		d.ann = NewAnnouncer(r.Uplink, r.IPForward)
 		for _, name := range r.ExtraUplinks() {
@@ -173,6 +176,9 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	fast := time.NewTicker(retryFirst)
 	defer fast.Stop()
 	for {
+		// The served bridges may have changed in the last step (a link
+		// event, a resync, a network found under --network-parent).
+		d.noteBridges()
 		select {
 		case <-ctx.Done():
 			d.prep.stop(laterDrain)
@@ -185,16 +191,20 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 			// a full resync repairs whatever was missed.
 			slog.Warn("link events lost; resubscribing and resyncing", "err", err)
 			sub.close()
-			if sub, err = subscribeLinks(d.earlyPort); err != nil {
+			next, err := subscribeLinks(d.earlyPort)
+			if err != nil {
 				return err
 			}
+			sub = next
 			d.resync(true)
 		case err := <-addrs.errs:
 			slog.Warn("address events lost; resubscribing and resyncing", "err", err)
 			addrs.close()
-			if addrs, err = subscribeAddrs(d.hostLinkLocal); err != nil {
+			next, err := subscribeAddrs(d.hostLinkLocal)
+			if err != nil {
 				return err
 			}
+			addrs = next
 			d.resync(true)
 		case nsid, ok := <-addrs.nsids:
 			if !ok {

@@ -391,7 +391,9 @@ func (l *lifecycle) Resync(periodic bool) bool {
 			}
 			continue
 		}
-		if !periodic {
+		if _, known := l.found[ep.HostIndex]; !periodic || !known {
+			// A port first seen by a periodic scan (its events lost)
+			// gets its IPv6 off now, not at the next repair.
 			l.unprepared = append(l.unprepared, ep.HostIf)
 		}
 		if len(ep.Held) > 0 {

@@ -126,13 +126,27 @@ func (p *portPrep) batch() {
 	if len(names) == 0 {
 		return
 	}
-	start := time.Now()
-	if err := p.off(names); err != nil {
-		slog.Warn("ports' ipv6 off", "ports", len(names), "err", err)
+	for len(names) > 0 {
+		select {
+		case <-p.stopped:
+			// Stopping: what is left stays on, for the next start.
+			return
+		default:
+		}
+		chunk := names[:min(len(names), portPrepChunk)]
+		names = names[len(chunk):]
+		start := time.Now()
+		if err := p.off(chunk); err != nil {
+			slog.Warn("ports' ipv6 off", "ports", len(chunk), "err", err)
+		}
+		p.queued.Add(-int64(len(chunk)))
+		slog.Debug("ports' ipv6 off", "ports", len(chunk), "took", time.Since(start))
 	}
-	p.queued.Add(-int64(len(names)))
-	slog.Debug("ports' ipv6 off", "ports", len(names), "took", time.Since(start))
 }
+
+// portPrepChunk is the most ports turned off (and journaled) at once: a
+// stopping daemon waits for one chunk at most, 1-6 ms a port in a burst.
+const portPrepChunk = 256
 
 // stop ends the worker after what is queued is done, waiting at most
 // limit: a stopping daemon leaves its ports as it set them, and a port
@@ -145,7 +159,10 @@ func (p *portPrep) stop(limit time.Duration) {
 		}
 		close(p.stopped)
 		<-p.exited
-		if n := p.queued.Load(); n > 0 {
+		p.mu.Lock()
+		left := int64(len(p.queue))
+		p.mu.Unlock()
+		if n := max(p.queued.Load(), left); n > 0 {
 			slog.Warn("stopping with ports whose IPv6 is still on; the next start turns it off", "ports", n)
 		}
 	})
@@ -168,6 +185,11 @@ func (d *Daemon) earlyPort(ev linkEvent) {
 	}
 	served := d.served.Load()
 	if !ev.Veth || served == nil || !(*served)[ev.Master] || ev.Name == "" {
+		// Not (or no longer, or not by this message) a served port:
+		// forgotten, so that the lifecycle's own request for its name,
+		// or a port that takes the name later, is not skipped. A port
+		// asked for twice costs a read (its IPv6 is off already).
+		d.prep.port(ev.Index, ev.Name, true)
 		return
 	}
 	d.prep.port(ev.Index, ev.Name, false)
