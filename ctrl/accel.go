@@ -353,10 +353,16 @@ func startAccel(r *Resolved, h *Host, j *Journal) (a accel, dataplane, attach, r
 	if r.Dataplane == DataplaneAuto {
 		dataplane = DataplaneAuto
 	}
-	why := plan.choices[0].Why
+	// The dataplane's reason is its first job's: the NDP answers, or
+	// the forwarding when there are none (no --ndp-proxy).
+	first := 0
+	if plan.ndp == 0 && len(plan.choices) > 1 {
+		first = 1
+	}
+	why := plan.choices[first].Why
 	if plan.xdp && plan.native && mode == loader.ModeXDPGeneric {
 		why += "; the driver refused native XDP, so generic XDP runs"
-		plan.choices[0].Why = why
+		plan.choices[first].Why = why
 	}
 	for i := range plan.choices {
 		plan.choices[i].Hook = strings.ReplaceAll(plan.choices[i].Hook, "xdp", string(mode))
