@@ -339,25 +339,30 @@ func parseNeighTable(m []byte) (l neighLimits, entries int, ok bool) {
 	if len(m) < 4 || m[0] != unix.AF_INET6 {
 		return l, 0, false
 	}
-	attrs, err := nl.ParseRouteAttr(m[4:])
-	if err != nil {
-		return l, 0, false
-	}
 	var found [3]bool
 	entries = -1
-	for _, a := range attrs {
-		switch a.Attr.Type {
+	// The attributes, walked with every length checked (the library's
+	// parser panics on a truncated one).
+	for b := m[4:]; len(b) >= 4; {
+		n := int(binary.NativeEndian.Uint16(b[0:2]))
+		typ := binary.NativeEndian.Uint16(b[2:4]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
+		if n < 4 || n > len(b) {
+			break
+		}
+		v := b[4:n]
+		switch typ {
 		case ndtaThresh1, ndtaThresh2, ndtaThresh3:
-			if len(a.Value) >= 4 {
-				i := a.Attr.Type - ndtaThresh1
-				l[i], found[i] = int(binary.NativeEndian.Uint32(a.Value)), true
+			if len(v) >= 4 {
+				i := typ - ndtaThresh1
+				l[i], found[i] = int(binary.NativeEndian.Uint32(v)), true
 			}
 		case ndtaConfig:
 			// struct ndt_config: key_len, entry_size (u16), entries (u32).
-			if len(a.Value) >= 8 {
-				entries = int(binary.NativeEndian.Uint32(a.Value[4:8]))
+			if len(v) >= 8 {
+				entries = int(binary.NativeEndian.Uint32(v[4:8]))
 			}
 		}
+		b = b[min((n+3)&^3, len(b)):]
 	}
 	return l, entries, found[0] && found[1] && found[2]
 }

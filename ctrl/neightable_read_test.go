@@ -1,10 +1,13 @@
 package ctrl
 
 import (
+	"encoding/binary"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestReadNeighTable reads the kernel's IPv6 neighbour table by rtnetlink
@@ -31,10 +34,51 @@ func TestReadNeighTable(t *testing.T) {
 		}
 	}
 	// Read again many times: each read leaves a dump unfinished, which
-	// must cost no descriptor or memory that stays.
+	// must leave no descriptor behind.
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := fds()
 	for range 200 {
 		if _, _, err := readNeighTable(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if after := fds(); after > before {
+		t.Errorf("%d descriptors after 200 reads, %d before", after, before)
+	}
+}
+
+// FuzzParseNeighTable: any RTM_NEWNEIGHTBL payload is read without a
+// panic, and limits are reported only when all three were in it.
+func FuzzParseNeighTable(f *testing.F) {
+	attr := func(typ uint16, v []byte) []byte {
+		b := make([]byte, 4, 4+len(v)+3)
+		binary.NativeEndian.PutUint16(b[0:], uint16(4+len(v)))
+		binary.NativeEndian.PutUint16(b[2:], typ)
+		b = append(b, v...)
+		for len(b)%4 != 0 {
+			b = append(b, 0)
+		}
+		return b
+	}
+	u32 := func(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
+	whole := append([]byte{unix.AF_INET6, 0, 0, 0}, attr(ndtaThresh1, u32(128))...)
+	whole = append(whole, attr(ndtaThresh2, u32(512))...)
+	whole = append(whole, attr(ndtaThresh3, u32(1024))...)
+	whole = append(whole, attr(ndtaConfig, make([]byte, 8))...)
+	f.Add(whole)
+	f.Add(whole[:12])
+	f.Add([]byte{unix.AF_INET, 0, 0, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, m []byte) {
+		l, _, ok := parseNeighTable(m)
+		if ok && (len(m) < 4 || m[0] != unix.AF_INET6) {
+			t.Fatalf("limits %v from a message that is not the IPv6 table's", l)
+		}
+	})
 }

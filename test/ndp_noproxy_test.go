@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -51,6 +52,22 @@ func TestNoNDPProxy(t *testing.T) {
 			}
 			defer conn.Close()
 			target := netip.MustParseAddr(addr)
+			// Frames the host's uplink received: the NS must reach it.
+			rx := func() int {
+				var links []struct {
+					Stats struct {
+						RX struct {
+							Packets int `json:"packets"`
+						} `json:"rx"`
+					} `json:"stats64"`
+				}
+				out := s.MustRun(s.Host, "ip", "-j", "-s", "link", "show", "dev", s.Uplink)
+				if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+					t.Fatalf("ip -j -s link show %s: %v: %s", s.Uplink, err, out)
+				}
+				return links[0].Stats.RX.Packets
+			}
+			rxBefore := rx()
 			// Hostile to the rule: the router asks, multicast and
 			// unicast; nobody on the host may answer.
 			if err := unanswered(conn, target, time.Second); err != nil {
@@ -62,6 +79,11 @@ func TestNoNDPProxy(t *testing.T) {
 				t.Errorf("unicast NS for %s without --ndp-proxy answered: %+v", addr, a)
 			}
 			s.MustRun(s.Router, "ip", "-6", "neigh", "del", addr, "dev", s.RouterIf)
+			// The solicitations did reach the host's uplink: unanswered
+			// there, not lost on the way.
+			if got := rx() - rxBefore; got < 2 {
+				t.Errorf("the host's uplink received %d frames during the 2 NS: they did not reach the host", got)
+			}
 			if dp != "kernel" {
 				after := s.counters(t, dp)
 				if got := after["ns_answered"] - before["ns_answered"]; got != 0 {
