@@ -353,12 +353,9 @@ func startAccel(r *Resolved, h *Host, j *Journal) (a accel, dataplane, attach, r
 	if r.Dataplane == DataplaneAuto {
 		dataplane = DataplaneAuto
 	}
-	// The dataplane's reason is its first job's: the NDP answers, or
-	// the forwarding when there are none (no --ndp-proxy).
-	first := 0
-	if plan.ndp == 0 && len(plan.choices) > 1 {
-		first = 1
-	}
+	// The dataplane's reason is its first job's that runs: the NDP
+	// answers, or the forwarding when there are none (no --ndp-proxy).
+	first := max(0, slices.IndexFunc(plan.choices, func(c HookChoice) bool { return c.Hook != "none" }))
 	why := plan.choices[first].Why
 	if plan.xdp && plan.native && mode == loader.ModeXDPGeneric {
 		why += "; the driver refused native XDP, so generic XDP runs"
@@ -403,13 +400,18 @@ func chooseHooks(r *Resolved, uplink netlink.Link) hookPlan {
 // off the uplink.
 func (p *hookPlan) noNDP() {
 	p.ndp = 0
-	if p.fwd&loader.HookXDP == 0 {
-		p.xdp, p.native = false, false
-	}
+	p.dropIdleXDP()
 	for i := range p.choices {
 		if p.choices[i].Job == JobNDP {
 			p.choices[i] = HookChoice{JobNDP, "none", "no --ndp-proxy: no NS is answered for the containers, by BPF or the kernel"}
 		}
+	}
+}
+
+// dropIdleXDP takes XDP off a plan in which neither job runs there.
+func (p *hookPlan) dropIdleXDP() {
+	if (p.ndp|p.fwd)&loader.HookXDP == 0 {
+		p.xdp, p.native = false, false
 	}
 }
 

@@ -177,7 +177,8 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 	defer fast.Stop()
 	for {
 		// The served bridges may have changed in the last step (a link
-		// event, a resync, a network found under --network-parent).
+		// event, a resync, a network found under --network-parent): the
+		// one place the event reader's copy is refreshed.
 		d.noteBridges()
 		select {
 		case <-ctx.Done():
@@ -293,7 +294,6 @@ func RunDaemon(ctx context.Context, r *Resolved) error {
 			}
 			start := time.Now()
 			changed := d.eps.Links(evs)
-			d.noteBridges()
 			clear(d.fresh)
 			if len(brports) > 0 {
 				d.bridgePortsChanged(brports, changed)
@@ -359,9 +359,7 @@ func (d *Daemon) resync(periodic bool) {
 		b.dp.Reread()
 		b.fwd.pinsRead = false
 	}
-	changed := d.eps.Resync(periodic)
-	d.noteBridges()
-	if changed {
+	if d.eps.Resync(periodic) {
 		d.eps.Apply()
 	}
 }

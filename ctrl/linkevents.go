@@ -184,18 +184,15 @@ func (h *hostLink) link(ev linkEvent) netlink.Link {
 
 // linkKind is IFLA_INFO_KIND inside an IFLA_LINKINFO attribute.
 func linkKind(b []byte) string {
-	for len(b) >= unix.SizeofRtAttr {
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		t := binary.NativeEndian.Uint16(b[2:4]) &^ unix.NLA_F_NESTED
-		if l < unix.SizeofRtAttr || l > len(b) {
-			return ""
-		}
+	kind := ""
+	eachAttr(b, func(t uint16, v []byte) bool {
 		if t == unix.IFLA_INFO_KIND {
-			return cString(b[unix.SizeofRtAttr:l])
+			kind = cString(v)
+			return false
 		}
-		b = b[min(rtaAlign(l), len(b)):]
-	}
-	return ""
+		return true
+	})
+	return kind
 }
 
 func cString(b []byte) string {
@@ -213,34 +210,46 @@ func cString(b []byte) string {
 // message it cannot read counts as blocked, the safe answer; one without
 // flags says nothing of them.
 func brportBlocked(attrs []byte) bool {
-	for b := attrs; len(b) >= unix.SizeofRtAttr; {
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		t := binary.NativeEndian.Uint16(b[2:4]) &^ unix.NLA_F_NESTED
-		if l < unix.SizeofRtAttr || l > len(b) {
-			return true
-		}
+	blocked := false
+	ok := eachAttr(attrs, func(t uint16, v []byte) bool {
 		if t == unix.IFLA_PROTINFO {
-			return protinfoBlocked(b[unix.SizeofRtAttr:l])
+			blocked = protinfoBlocked(v)
+			return false
 		}
-		b = b[min(rtaAlign(l), len(b)):]
-	}
-	return false
+		return true
+	})
+	return blocked || !ok
 }
 
 // protinfoBlocked reads IFLA_BRPORT_ISOLATED and IFLA_BRPORT_LOCKED.
 func protinfoBlocked(b []byte) bool {
+	blocked := false
+	ok := eachAttr(b, func(t uint16, v []byte) bool {
+		if (t == unix.IFLA_BRPORT_ISOLATED || t == unix.IFLA_BRPORT_LOCKED) && len(v) > 0 && v[0] != 0 {
+			blocked = true
+			return false
+		}
+		return true
+	})
+	return blocked || !ok
+}
+
+// eachAttr calls f with the type (flags masked off) and value of each
+// netlink attribute in b, every length checked, until f returns false;
+// it reports false if b ends in an attribute whose length is wrong.
+func eachAttr(b []byte, f func(typ uint16, v []byte) bool) bool {
 	for len(b) >= unix.SizeofRtAttr {
 		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		t := binary.NativeEndian.Uint16(b[2:4]) &^ unix.NLA_F_NESTED
+		t := binary.NativeEndian.Uint16(b[2:4]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
 		if l < unix.SizeofRtAttr || l > len(b) {
-			return true
+			return false
 		}
-		if (t == unix.IFLA_BRPORT_ISOLATED || t == unix.IFLA_BRPORT_LOCKED) && l > unix.SizeofRtAttr && b[unix.SizeofRtAttr] != 0 {
+		if !f(t, b[unix.SizeofRtAttr:l]) {
 			return true
 		}
 		b = b[min(rtaAlign(l), len(b)):]
 	}
-	return false
+	return true
 }
 
 func rtaAlign(l int) int { return (l + unix.RTA_ALIGNTO - 1) &^ (unix.RTA_ALIGNTO - 1) }

@@ -341,15 +341,8 @@ func parseNeighTable(m []byte) (l neighLimits, entries int, ok bool) {
 	}
 	var found [3]bool
 	entries = -1
-	// The attributes, walked with every length checked (the library's
-	// parser panics on a truncated one).
-	for b := m[4:]; len(b) >= 4; {
-		n := int(binary.NativeEndian.Uint16(b[0:2]))
-		typ := binary.NativeEndian.Uint16(b[2:4]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
-		if n < 4 || n > len(b) {
-			break
-		}
-		v := b[4:n]
+	// (The library's attribute parser panics on a truncated attribute.)
+	eachAttr(m[4:], func(typ uint16, v []byte) bool {
 		switch typ {
 		case ndtaThresh1, ndtaThresh2, ndtaThresh3:
 			if len(v) >= 4 {
@@ -362,8 +355,8 @@ func parseNeighTable(m []byte) (l neighLimits, entries int, ok bool) {
 				entries = int(binary.NativeEndian.Uint32(v[4:8]))
 			}
 		}
-		b = b[min((n+3)&^3, len(b)):]
-	}
+		return true
+	})
 	return l, entries, found[0] && found[1] && found[2]
 }
 

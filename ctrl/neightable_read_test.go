@@ -56,21 +56,11 @@ func TestReadNeighTable(t *testing.T) {
 // FuzzParseNeighTable: any RTM_NEWNEIGHTBL payload is read without a
 // panic, and limits are reported only when all three were in it.
 func FuzzParseNeighTable(f *testing.F) {
-	attr := func(typ uint16, v []byte) []byte {
-		b := make([]byte, 4, 4+len(v)+3)
-		binary.NativeEndian.PutUint16(b[0:], uint16(4+len(v)))
-		binary.NativeEndian.PutUint16(b[2:], typ)
-		b = append(b, v...)
-		for len(b)%4 != 0 {
-			b = append(b, 0)
-		}
-		return b
-	}
 	u32 := func(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
-	whole := append([]byte{unix.AF_INET6, 0, 0, 0}, attr(ndtaThresh1, u32(128))...)
-	whole = append(whole, attr(ndtaThresh2, u32(512))...)
-	whole = append(whole, attr(ndtaThresh3, u32(1024))...)
-	whole = append(whole, attr(ndtaConfig, make([]byte, 8))...)
+	whole := append([]byte{unix.AF_INET6, 0, 0, 0}, rtattr(ndtaThresh1, u32(128))...)
+	whole = append(whole, rtattr(ndtaThresh2, u32(512))...)
+	whole = append(whole, rtattr(ndtaThresh3, u32(1024))...)
+	whole = append(whole, rtattr(ndtaConfig, make([]byte, 8))...)
 	f.Add(whole)
 	f.Add(whole[:12])
 	f.Add([]byte{unix.AF_INET, 0, 0, 0})

@@ -29,11 +29,12 @@ type portPrep struct {
 
 	mu    sync.Mutex
 	queue []string
-	// early are the ports queued by earlyPort, by ifindex, and their
-	// names: each port's several link messages queue it once, and the
-	// lifecycle's own request for it later is already done.
-	early      map[int]string
-	earlyNames map[string]bool
+	// early are the ports queued by earlyPort, by ifindex, with their
+	// names: each port's several link messages queue it once. The
+	// lifecycle's own request for a port is queued too: done already, it
+	// costs a read of the port's sysctl (portsIPv6Off skips a port that
+	// is off), and it covers whatever the early path missed.
+	early map[int]string
 	// wake has a token while the queue has names; stopped is closed by
 	// stop, exited when the worker is gone.
 	wake    chan struct{}
@@ -46,7 +47,7 @@ type portPrep struct {
 
 func newPortPrep(off func([]string) error) *portPrep {
 	p := &portPrep{off: off, wake: make(chan struct{}, 1), stopped: make(chan struct{}), exited: make(chan struct{}),
-		early: map[int]string{}, earlyNames: map[string]bool{}}
+		early: map[int]string{}}
 	go p.run()
 	return p
 }
@@ -58,44 +59,45 @@ func (p *portPrep) add(names []string) {
 		return
 	}
 	p.mu.Lock()
-	n := 0
-	for _, name := range names {
-		if !p.earlyNames[name] {
-			p.queue = append(p.queue, name)
-			n++
-		}
-	}
-	p.queued.Add(int64(n))
+	p.queue = append(p.queue, names...)
+	p.queued.Add(int64(len(names)))
 	p.mu.Unlock()
-	if n > 0 {
-		p.kick()
-	}
+	p.kick()
 }
 
-// port queues one port as its link message is read; gone forgets it (its
-// ifindex and name may come back as another port).
-func (p *portPrep) port(idx int, name string, gone bool) {
+// port queues one port as its link message is read, once for its
+// ifindex and name (a renamed port again, under its new name).
+func (p *portPrep) port(idx int, name string) {
 	p.mu.Lock()
-	old, seen := p.early[idx]
-	switch {
-	case gone:
-		if seen {
-			delete(p.early, idx)
-			delete(p.earlyNames, old)
-		}
+	if old, seen := p.early[idx]; seen && old == name {
 		p.mu.Unlock()
 		return
-	case seen && old == name:
-		p.mu.Unlock()
-		return
-	case seen:
-		delete(p.earlyNames, old) // renamed
 	}
-	p.early[idx], p.earlyNames[name] = name, true
+	p.early[idx] = name
 	p.queue = append(p.queue, name)
 	p.queued.Add(1)
 	p.mu.Unlock()
 	p.kick()
+}
+
+// gone forgets a deleted port (its ifindex may come back as another
+// port) and drops its name from the queue: the name may be another
+// interface's by the time the worker gets to it.
+func (p *portPrep) gone(idx int, name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.early, idx)
+	if name == "" {
+		return
+	}
+	kept := p.queue[:0]
+	for _, n := range p.queue {
+		if n != name {
+			kept = append(kept, n)
+		}
+	}
+	p.queued.Add(-int64(len(p.queue) - len(kept)))
+	p.queue = kept
 }
 
 func (p *portPrep) kick() {
@@ -180,19 +182,12 @@ func (d *Daemon) earlyPort(ev linkEvent) {
 		return
 	}
 	if ev.Deleted {
-		d.prep.port(ev.Index, ev.Name, true)
+		d.prep.gone(ev.Index, ev.Name)
 		return
 	}
-	served := d.served.Load()
-	if !ev.Veth || served == nil || !(*served)[ev.Master] || ev.Name == "" {
-		// Not (or no longer, or not by this message) a served port:
-		// forgotten, so that the lifecycle's own request for its name,
-		// or a port that takes the name later, is not skipped. A port
-		// asked for twice costs a read (its IPv6 is off already).
-		d.prep.port(ev.Index, ev.Name, true)
-		return
+	if served := d.served.Load(); ev.Veth && served != nil && (*served)[ev.Master] && ev.Name != "" {
+		d.prep.port(ev.Index, ev.Name)
 	}
-	d.prep.port(ev.Index, ev.Name, false)
 }
 
 // noteBridges publishes the served bridges that exist for earlyPort.

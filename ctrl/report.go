@@ -313,12 +313,18 @@ func Report(r *Resolved) (*StatusReport, error) {
 	return rep, nil
 }
 
+// nsNoProxy is who answers NS without --ndp-proxy.
+const nsNoProxy = "none: no --ndp-proxy, so neither BPF nor the kernel answers NS for the containers"
+
 // pathStates says what the BPF fast path and the BPF NDP answers do now,
 // read from the pinned config the programs use, with the host's reason
 // (one reading of its firewall) where BPF leaves them to the kernel.
 func pathStates(r *Resolved) (fast, ndp string) {
 	up, err := loader.ReadPinnedUplink(r.PinDir)
 	if err != nil || !up.Enabled {
+		if !r.NDPProxy {
+			return "off: no BPF dataplane pinned", nsNoProxy
+		}
 		return "off: no BPF dataplane pinned", "kernel: no BPF dataplane pinned"
 	}
 	var fw firewall
@@ -346,7 +352,7 @@ func pathStates(r *Resolved) (fast, ndp string) {
 	}
 	switch {
 	case up.NDPHooks == 0 && !r.NDPProxy:
-		ndp = "none: no --ndp-proxy, so neither BPF nor the kernel answers NS for the containers"
+		ndp = nsNoProxy
 	case up.NDPHooks == 0:
 		ndp = "kernel: from its proxy entries (kernel dataplane)"
 	case !up.Router:

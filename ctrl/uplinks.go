@@ -98,10 +98,7 @@ func (b *bpfAccel) attachExtras(r *Resolved, h *Host, main hookPlan) []HookChoic
 		if plan.fwd&loader.HookXDP != 0 {
 			plan.fwd, plan.tc, plan.l4pass = loader.HookTC, true, false
 		}
-		if plan.ndp&loader.HookXDP == 0 && plan.fwd&loader.HookXDP == 0 {
-			// No job left for XDP on this uplink (no --ndp-proxy).
-			plan.xdp, plan.native = false, false
-		}
+		plan.dropIdleXDP() // no job left for XDP without --ndp-proxy
 		if !main.egress {
 			plan.egress = false
 		}

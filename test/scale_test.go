@@ -218,26 +218,18 @@ func portsPrepared(ns string, ports []string) error {
 		}
 		defer h.Close()
 		for _, p := range ports {
-			// /proc/sys/net shows the namespace of the thread that opens it.
-			b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + p + "/disable_ipv6")
+			off, err := topo.IPv6Off(p)
 			if err != nil {
 				return err
 			}
-			if strings.TrimSpace(string(b)) != "1" {
+			if !off {
 				return fmt.Errorf("port %s: IPv6 still on", p)
 			}
 			l, err := h.LinkByName(p)
 			if err != nil {
 				return err
 			}
-			filters, _ := h.FilterList(l, netlink.HANDLE_MIN_INGRESS)
-			guarded := false
-			for _, f := range filters {
-				if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "v6dp_tc_endpoint") {
-					guarded = true
-				}
-			}
-			if !guarded {
+			if !topo.PortGuarded(h, l.Attrs().Index) {
 				return fmt.Errorf("port %s: no endpoint program", p)
 			}
 		}

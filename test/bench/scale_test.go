@@ -655,19 +655,12 @@ func (st *scaleTopo) portWork(f *phase, joined time.Time, from, to int) error {
 		}
 		err := st.inHost(func(h *netlink.Handle) error {
 			for idx := range unguarded {
-				filters, err := h.FilterList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: idx}}, netlink.HANDLE_MIN_INGRESS)
-				if err != nil {
-					continue // no qdisc yet
-				}
-				for _, fl := range filters {
-					if bf, ok := fl.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "v6dp_tc_endpoint") {
-						delete(unguarded, idx)
-					}
+				if topo.PortGuarded(h, idx) {
+					delete(unguarded, idx)
 				}
 			}
 			for name := range on {
-				// /proc/sys/net shows the namespace of the thread that opens it.
-				if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6"); err == nil && strings.TrimSpace(string(b)) == "1" {
+				if off, err := topo.IPv6Off(name); err == nil && off {
 					delete(on, name)
 				}
 			}
@@ -759,19 +752,11 @@ func (st *scaleTopo) kernelAlone() []phase {
 		far := st.farEnds(ph[0], ph[1])
 		start := time.Now()
 		st.join(ph[0], ph[1], true)
-		joined := time.Now()
-		f.Join = joined.Sub(start)
-		for len(far) > 0 && time.Since(joined) < 3*time.Minute {
-			if err := st.farUp(far); err != nil {
-				st.b.Logf("kernel alone: %v", err)
-				break
-			}
-			if len(far) > 0 {
-				time.Sleep(200 * time.Millisecond)
-			}
-		}
-		if len(far) == 0 {
-			f.FarUp = time.Since(joined)
+		f.Join = time.Since(start)
+		if took, err := st.waitFarUp(far, 3*time.Minute); err == nil {
+			f.FarUp = took // left 0 (not within 3m) on a timeout
+		} else {
+			st.b.Logf("kernel alone: %v", err)
 		}
 		out = append(out, f)
 	}
@@ -955,39 +940,25 @@ func (st *scaleTopo) gates(r *scaleRun) []string {
 
 // farEndsUp waits until every far end is operationally up.
 func (st *scaleTopo) farEndsUp(limit time.Duration) (time.Duration, error) {
+	return st.waitFarUp(st.farEnds(0, st.p.Nets), limit)
+}
+
+// waitFarUp waits until every far end of far is operationally up (far is
+// emptied), for at most limit, and returns how long that took.
+func (st *scaleTopo) waitFarUp(far map[string]map[string]bool, limit time.Duration) (time.Duration, error) {
 	start := time.Now()
-	byNS := map[string][]string{}
-	for _, p := range st.Ports {
-		byNS[p.NS] = append(byNS[p.NS], p.PeerIf)
-	}
 	for {
-		down := 0
-		for ns, peers := range byNS {
-			out, err := st.Run(ns, "ip", "-o", "link", "show")
-			if err != nil {
-				return 0, err
-			}
-			up := map[string]bool{}
-			for _, l := range strings.Split(out, "\n") {
-				if f := strings.Fields(l); len(f) > 1 && strings.Contains(l, "state UP") {
-					up[strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0]] = true
-				}
-			}
-			n := 0
-			for _, p := range peers {
-				if !up[p] {
-					n++
-				}
-			}
-			if n == 0 {
-				delete(byNS, ns)
-			}
-			down += n
+		if err := st.farUp(far); err != nil {
+			return 0, err
 		}
-		if down == 0 {
+		if len(far) == 0 {
 			return time.Since(start), nil
 		}
 		if time.Since(start) > limit {
+			down := 0
+			for _, peers := range far {
+				down += len(peers)
+			}
 			return 0, fmt.Errorf("%d far ends not operationally up after %s", down, limit)
 		}
 		time.Sleep(200 * time.Millisecond)
