@@ -88,8 +88,16 @@ func Cleanup(st Store) error {
 	for key, old := range j.Sysctls {
 		restore[key] = old
 	}
-	for port, old := range st.journaledPorts() {
-		restore[ipv6Conf(port, "disable_ipv6")] = old
+	var ports portNames
+	for _, e := range st.journaledPorts() {
+		now, ok, err := ports.now(e)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("finding the journaled ports to restore their disable_ipv6: %w", err))
+			break
+		}
+		if ok {
+			restore[ipv6Conf(now, "disable_ipv6")] = e.Old
+		}
 	}
 	errs = append(errs, restoreSysctls(sysctlRoot, j, restore)...)
 	if err := errors.Join(errs...); err != nil {

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // portsIPv6Off turns IPv6 off on bridge ports the daemon adopted (ones a
@@ -21,6 +25,7 @@ import (
 func (d *Daemon) portsIPv6Off(names []string) error {
 	type port struct {
 		name, old string
+		idx       int
 		f         *os.File
 	}
 	var todo []port
@@ -30,6 +35,12 @@ func (d *Daemon) portsIPv6Off(names []string) error {
 			p.f.Close()
 		}
 	}()
+	sock, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		sock = -1 // the ports are journaled by name only
+	} else {
+		defer unix.Close(sock)
+	}
 	for _, name := range names {
 		key := ipv6Conf(name, "disable_ipv6")
 		f, err := os.OpenFile(sysctlPath(key), os.O_RDWR, 0)
@@ -49,14 +60,18 @@ func (d *Daemon) portsIPv6Off(names []string) error {
 			f.Close()
 			continue
 		}
-		todo = append(todo, port{name: name, old: old, f: f})
+		idx := 0
+		if sock >= 0 {
+			idx = ifindexOn(sock, name)
+		}
+		todo = append(todo, port{name: name, old: old, idx: idx, f: f})
 	}
 	if len(todo) == 0 {
 		return errors.Join(errs...)
 	}
-	olds := make(map[string]string, len(todo))
+	olds := make(map[string]journaledPort, len(todo))
 	for _, p := range todo {
-		olds[p.name] = p.old
+		olds[p.name] = journaledPort{Old: p.old, Index: p.idx}
 	}
 	if err := d.store.JournalPorts(olds); err != nil {
 		return errors.Join(append(errs, fmt.Errorf("journaling the ports' disable_ipv6: %w", err))...)
@@ -71,8 +86,45 @@ func (d *Daemon) portsIPv6Off(names []string) error {
 	return errors.Join(errs...)
 }
 
+// ifindexOf returns an interface's index in the daemon's network
+// namespace, 0 if there is none by that name. An ioctl on a socket, not
+// sysfs: /sys shows the namespace it was mounted in, which is not the
+// daemon's when it was started with nsenter --net; and not a netlink
+// request, which costs ten times as much per port in a burst.
+func ifindexOf(name string) int {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	return ifindexOn(fd, name)
+}
+
+// ifindexOn is ifindexOf on a socket of the caller's.
+func ifindexOn(fd int, name string) int {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0
+	}
+	return int(ifr.Uint32())
+}
+
+// journaledPort is a port's entry in the port journal: its disable_ipv6
+// from before v6dp, and its ifindex (0 in the entries of versions that
+// did not record it). The index is what identifies the port: a port
+// renamed after v6dp turned its IPv6 off is restored under its new name,
+// and a new port that took a gone port's name is not touched.
+type journaledPort struct {
+	Old   string
+	Index int
+}
+
 // portJournal holds the ports whose disable_ipv6 v6dp set, a line each:
-// the port's name and its old value. Appended to, one write for a burst
+// the port's name, its old value and its ifindex (older versions wrote
+// no ifindex; such a line is taken by name). Appended to, one write for a burst
 // of ports: rewriting journal.json, or creating a file per port, cost
 // O(ports) or a directory entry each at thousands of ports. The periodic
 // resync rewrites it without the ports that are gone. portJournalDir is
@@ -87,9 +139,9 @@ const (
 // that is being replaced.
 var portJournalMu sync.Mutex
 
-// JournalPorts records the ports' old disable_ipv6 values (port name to
-// value) before v6dp changes them.
-func (s Store) JournalPorts(olds map[string]string) error {
+// JournalPorts records the ports' old disable_ipv6 values (by port name)
+// before v6dp changes them.
+func (s Store) JournalPorts(olds map[string]journaledPort) error {
 	portJournalMu.Lock()
 	defer portJournalMu.Unlock()
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
@@ -104,21 +156,65 @@ func (s Store) JournalPorts(olds map[string]string) error {
 	if st, err := f.Stat(); err == nil && st.Size() > 0 {
 		b.WriteString("\n")
 	}
-	for name, old := range olds {
-		fmt.Fprintf(&b, "%s %s\n", name, old)
+	for name, p := range olds {
+		if p.Index > 0 {
+			fmt.Fprintf(&b, "%s %s %d\n", name, p.Old, p.Index)
+		} else {
+			fmt.Fprintf(&b, "%s %s\n", name, p.Old)
+		}
 	}
 	_, err = f.WriteString(b.String())
 	return errors.Join(err, f.Close())
 }
 
-// journaledPorts returns the ports' old disable_ipv6 values, by port name;
-// the first value journaled for a port is the one from before v6dp.
-func (s Store) journaledPorts() map[string]string {
-	out := map[string]string{}
+// parsePortLine reads one line of the port journal; ok is false for a
+// line that is not whole (a torn line restores nothing).
+func parsePortLine(line string) (name string, p journaledPort, ok bool) {
+	f := strings.Fields(line)
+	if len(f) < 2 || len(f) > 3 || f[1] != "0" && f[1] != "1" {
+		return "", p, false
+	}
+	p.Old = f[1]
+	if len(f) == 3 {
+		n, err := strconv.Atoi(f[2])
+		if err != nil || n <= 0 {
+			return "", p, false
+		}
+		p.Index = n
+	}
+	return f[0], p, true
+}
+
+// portEntry is one port of the journal, as journaled.
+type portEntry struct {
+	Name string
+	journaledPort
+}
+
+// id is what tells two entries' ports apart: the ifindex, or the name in
+// an entry without one.
+func (e portEntry) id() string {
+	if e.Index > 0 {
+		return "#" + strconv.Itoa(e.Index)
+	}
+	return e.Name
+}
+
+// journaledPorts returns the journal's ports in the order journaled, one
+// entry a port: the first, the one from before v6dp.
+func (s Store) journaledPorts() []portEntry {
+	var out []portEntry
+	seen := map[string]bool{}
+	add := func(e portEntry) {
+		if !seen[e.id()] {
+			seen[e.id()] = true
+			out = append(out, e)
+		}
+	}
 	if ents, err := os.ReadDir(s.path(portJournalDir)); err == nil {
 		for _, e := range ents {
 			if b, err := os.ReadFile(filepath.Join(s.path(portJournalDir), e.Name())); err == nil {
-				out[e.Name()] = strings.TrimSpace(string(b))
+				add(portEntry{Name: e.Name(), journaledPort: journaledPort{Old: strings.TrimSpace(string(b))}})
 			}
 		}
 	}
@@ -127,62 +223,87 @@ func (s Store) journaledPorts() map[string]string {
 		return out
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		name, old, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || name == "" || old != "0" && old != "1" {
-			// Only whole lines: a torn one restores nothing.
-			continue
-		}
-		if _, seen := out[name]; !seen {
-			out[name] = old
+		if name, p, ok := parsePortLine(line); ok {
+			add(portEntry{Name: name, journaledPort: p})
 		}
 	}
 	return out
 }
 
+// portNames finds where the journal's ports are now. A port that still
+// has its journaled name and index (the common case) costs one sysfs
+// read; a renamed or gone one makes it dump the host's links, once.
+type portNames struct {
+	links map[int]string // by index, after the one dump
+	err   error
+}
+
+// now is the name the entry's port has now, and whether it is still
+// there: by its index where the entry has one, else by name. err is the
+// link dump's, when one was needed and failed.
+func (r *portNames) now(e portEntry) (string, bool, error) {
+	if e.Index <= 0 {
+		return e.Name, ifindexOf(e.Name) > 0, nil
+	}
+	if ifindexOf(e.Name) == e.Index {
+		return e.Name, true, nil
+	}
+	if r.links == nil && r.err == nil {
+		ifs, err := net.Interfaces()
+		r.err = err
+		r.links = make(map[int]string, len(ifs))
+		for _, i := range ifs {
+			r.links[i.Index] = i.Name
+		}
+	}
+	if r.err != nil {
+		return "", false, r.err
+	}
+	n, ok := r.links[e.Index]
+	return n, ok, nil
+}
+
 // forgetGonePortFiles drops the entries of ports that no longer exist (an
 // interface name may come back later as another port, with its own old
-// value).
+// value), and writes a renamed port's entry under its new name.
 func (s Store) forgetGonePortFiles() {
 	portJournalMu.Lock()
 	defer portJournalMu.Unlock()
-	gone := func(port string) bool {
-		_, err := os.Stat(filepath.Dir(sysctlPath(ipv6Conf(port, "disable_ipv6"))))
-		return errors.Is(err, fs.ErrNotExist)
-	}
-	if ents, err := os.ReadDir(s.path(portJournalDir)); err == nil {
-		for _, e := range ents {
-			if gone(e.Name()) {
-				_ = os.Remove(filepath.Join(s.path(portJournalDir), e.Name()))
-			}
-		}
-		_ = os.Remove(s.path(portJournalDir)) // only once empty
-	}
-	b, err := os.ReadFile(s.path(portJournal))
-	if err != nil {
+	b, _ := os.ReadFile(s.path(portJournal))
+	_, dirErr := os.Stat(s.path(portJournalDir))
+	if len(b) == 0 && dirErr != nil {
 		return
 	}
+	var r portNames
 	var keep strings.Builder
-	dropped := false
-	seen := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n") {
-		name, old, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || name == "" || old != "0" && old != "1" {
-			dropped = dropped || strings.TrimSpace(line) != ""
+	for _, e := range s.journaledPorts() {
+		now, there, err := r.now(e)
+		if err != nil {
+			return // nothing is dropped on a failed dump
+		}
+		if !there {
 			continue
 		}
-		if seen[name] || gone(name) {
-			dropped = true
-			continue
+		if e.Index > 0 {
+			fmt.Fprintf(&keep, "%s %s %d\n", now, e.Old, e.Index)
+		} else {
+			fmt.Fprintf(&keep, "%s %s\n", now, e.Old)
 		}
-		seen[name] = true
-		keep.WriteString(strings.TrimSpace(line) + "\n")
 	}
-	if !dropped {
+	// The old layout's entries are folded into the file; gone ports,
+	// torn lines and a port's later lines are dropped.
+	if dirErr != nil && keep.String() == string(b) {
 		return
 	}
 	tmp := s.path(portJournal + ".tmp")
-	if err := os.WriteFile(tmp, []byte(keep.String()), 0o644); err == nil {
-		_ = os.Rename(tmp, s.path(portJournal))
+	if err := os.WriteFile(tmp, []byte(keep.String()), 0o644); err != nil {
+		return
+	}
+	if err := os.Rename(tmp, s.path(portJournal)); err != nil {
+		return
+	}
+	if dirErr == nil {
+		_ = os.RemoveAll(s.path(portJournalDir)) // now in the file
 	}
 }
 

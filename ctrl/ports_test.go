@@ -1,11 +1,13 @@
 package ctrl
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // The journal forgets the ports that are gone and keeps everything else.
@@ -33,7 +35,8 @@ func TestForgetGonePorts(t *testing.T) {
 
 // The port journal: appended in bursts, read with the first value of a
 // port winning (the one from before v6dp), the older file-per-port layout
-// read too, and the ports that are gone forgotten.
+// and the older lines without an ifindex read too, and the ports that are
+// gone forgotten.
 func TestPortJournal(t *testing.T) {
 	st := Store{Dir: t.TempDir()}
 	// An earlier version's layout.
@@ -43,10 +46,11 @@ func TestPortJournal(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(st.path(portJournalDir), "v6dpgone1x"), []byte("0"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.JournalPorts(map[string]string{"lo": "0", "v6dpgone0x": "0"}); err != nil {
+	old := func(v string) journaledPort { return journaledPort{Old: v} }
+	if err := st.JournalPorts(map[string]journaledPort{"lo": old("0"), "v6dpgone0x": old("0")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.JournalPorts(map[string]string{"lo": "1"}); err != nil {
+	if err := st.JournalPorts(map[string]journaledPort{"lo": old("1")}); err != nil {
 		t.Fatal(err)
 	}
 	// A crash cut a line short; the next batch starts on its own line.
@@ -58,18 +62,73 @@ func TestPortJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if err := st.JournalPorts(map[string]string{"v6dpgone2x": "0"}); err != nil {
+	if err := st.JournalPorts(map[string]journaledPort{"v6dpgone2x": old("0")}); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"lo": "0", "v6dpgone0x": "0", "v6dpgone1x": "0", "v6dptorn0x": "0", "v6dpgone2x": "0"}
-	if diff := cmp.Diff(want, st.journaledPorts()); diff != "" {
+	entry := func(name, v string, idx int) portEntry {
+		return portEntry{Name: name, journaledPort: journaledPort{Old: v, Index: idx}}
+	}
+	want := []portEntry{entry("v6dpgone1x", "0", 0), entry("lo", "0", 0), entry("v6dpgone0x", "0", 0),
+		entry("v6dptorn0x", "0", 0), entry("v6dpgone2x", "0", 0)}
+	sortEntries := cmpopts.SortSlices(func(a, b portEntry) bool { return a.id() < b.id() })
+	if diff := cmp.Diff(want, st.journaledPorts(), sortEntries, cmp.AllowUnexported(portEntry{})); diff != "" {
 		t.Fatalf("journaled ports (-want +got):\n%s", diff)
 	}
 	st.forgetGonePortFiles()
-	if diff := cmp.Diff(map[string]string{"lo": "0"}, st.journaledPorts()); diff != "" {
+	if diff := cmp.Diff([]portEntry{entry("lo", "0", 0)}, st.journaledPorts(), cmp.AllowUnexported(portEntry{})); diff != "" {
 		t.Fatalf("after forgetting the gone ports (-want +got):\n%s", diff)
 	}
 	if _, err := os.Stat(st.path(portJournalDir)); !os.IsNotExist(err) {
 		t.Errorf("the old layout's directory is still there: %v", err)
+	}
+}
+
+// Entries with an ifindex follow their port: a port renamed since it was
+// journaled is found (and rewritten) under its new name, a port that is
+// gone is forgotten even when another took its name, and two ports that
+// had one name at different times are two entries.
+func TestPortJournalByIndex(t *testing.T) {
+	lo := ifindexOf("lo")
+	if lo <= 0 {
+		t.Fatalf("no index for lo: %d", lo)
+	}
+	const gone = 1 << 30 // no namespace has made this many links
+	st := Store{Dir: t.TempDir()}
+	jp := func(v string, idx int) journaledPort { return journaledPort{Old: v, Index: idx} }
+	// The port that became lo was journaled as v6dpren0x; lo's own name
+	// was held by a port that is gone.
+	if err := st.JournalPorts(map[string]journaledPort{"v6dpren0x": jp("0", lo), "lo": jp("1", gone)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.JournalPorts(map[string]journaledPort{"v6dpren0x": jp("1", gone+1)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(st.journaledPorts()); n != 3 {
+		t.Fatalf("%d entries, want 3 (one a port): %v", n, st.journaledPorts())
+	}
+	var r portNames
+	for _, e := range st.journaledPorts() {
+		now, ok, err := r.now(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch e.Index {
+		case lo:
+			if !ok || now != "lo" {
+				t.Errorf("renamed port: now %q, there %v; want lo", now, ok)
+			}
+		default:
+			if ok {
+				t.Errorf("gone port %v found as %q", e, now)
+			}
+		}
+	}
+	st.forgetGonePortFiles()
+	b, err := os.ReadFile(st.path(portJournal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("lo 0 %d\n", lo); string(b) != want {
+		t.Errorf("journal after the resync: %q, want %q", b, want)
 	}
 }

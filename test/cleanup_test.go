@@ -10,7 +10,7 @@ import (
 
 // `v6dp cleanup` gives back every sysctl the daemon changed: on a bridge
 // an engine made (v6dp adopts it, so it stays), on the uplink, on a port
-// the engine put there, and the global ones. The whole of the host
+// the engine put there (renamed since), and the global ones. The whole of the host
 // namespace's IPv6 settings (and IPv4's per-interface ones) is compared
 // before the daemon starts and after cleanup, so a setting nobody thought
 // of is caught too.
@@ -54,7 +54,19 @@ func TestCleanupRestoresEverySysctl(t *testing.T) {
 				}
 			}
 			d.stop()
+			// The engine renames its port after v6dp turned its
+			// IPv6 off: cleanup finds it by its index, under the new
+			// name. It gets its name back (and is up again) before
+			// the comparison.
+			renamed := port + "r"
+			s.MustRun(s.Host, "ip", "link", "set", port, "down")
+			s.MustRun(s.Host, "ip", "link", "set", port, "name", renamed)
 			s.mustV6dp(t, "cleanup")
+			if v := s.ReadSysctl(s.Host, "net.ipv6.conf."+renamed+".disable_ipv6"); v != "0" {
+				t.Errorf("the port renamed %s after v6dp turned its IPv6 off: disable_ipv6 %s after cleanup, want 0", renamed, v)
+			}
+			s.MustRun(s.Host, "ip", "link", "set", renamed, "name", port)
+			s.MustRun(s.Host, "ip", "link", "set", port, "up")
 			after := sysctls(t, s)
 			var diff []string
 			for k, v := range before {
