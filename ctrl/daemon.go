@@ -359,8 +359,17 @@ func (d *Daemon) resync(periodic bool) {
 		b.dp.Reread()
 		b.fwd.pinsRead = false
 	}
+	// The bridge ports' flags, read whole: a notice may have been lost.
+	// A change for a port with an entry rewrites the ports map, in the
+	// publish if there is one.
+	b, _ := d.accel.(*bpfAccel)
+	flagsChanged := b != nil && b.flags.refresh(b.synced)
 	if d.eps.Resync(periodic) {
 		d.eps.Apply()
+	} else if flagsChanged && b.synced != nil {
+		if err := b.syncPorts(b.synced); err != nil {
+			slog.Warn("rewriting the ports after reading the bridge port flags", "err", err)
+		}
 	}
 }
 

@@ -507,14 +507,15 @@ func (d *Daemon) bridgePortsChanged(blocked map[int]bool, apply bool) {
 // ports pass frames only from MACs the bridge authorised): BPF must not
 // switch their frames. The bridge's notices keep it current (one comes
 // when a port joins, and one whenever its flags change); one dump of
-// every port refreshes it every portFlagsAll, in case a notice was lost.
+// every port fills it at the first sync and refreshes it at every resync
+// (periodic, and after lost events), in case a notice was lost. The
+// publish path itself never dumps: at 10,000 ports a dump took 100-500 ms
+// of a burst's sync, once a second.
 type portFlags struct {
 	known map[int]bool
-	all   time.Time // last full dump
+	read  bool      // filled by a dump once
+	tried time.Time // the last dump that failed, before the first read
 }
-
-// portFlagsAll is how often every port's flags are read again.
-const portFlagsAll = 10 * time.Second
 
 // set records the flags of the ports in blocked and reports whether one of
 // the ports of entries (those with an entry in the ports map) changed, as
@@ -534,24 +535,35 @@ func (f *portFlags) set(blocked map[int]bool, entries map[int]*Endpoint) bool {
 	return changed
 }
 
-// blocked returns, for the ports of eps, whether each is blocked. A port
-// the cache knows nothing of counts as blocked (the safe answer) until it
-// is known.
-func (f *portFlags) blocked(eps map[int]*Endpoint) map[int]bool {
-	stale := time.Since(f.all) > portFlagsAll
-	for idx := range eps {
-		if _, ok := f.known[idx]; !ok {
-			stale = true
-			break
+// refresh reads every bridge port's flags (one dump) in place of what the
+// notices said, and reports whether a port of entries changed as blocked
+// reads it.
+func (f *portFlags) refresh(entries map[int]*Endpoint) bool {
+	all, err := bridgePortsBlocked()
+	if err != nil {
+		f.tried = time.Now()
+		slog.Warn("reading bridge port flags; BPF switches no unknown port", "err", err)
+		return false
+	}
+	changed := false
+	for idx := range entries {
+		old, ok := f.known[idx]
+		v, now := all[idx]
+		if (old || !ok) != (v || !now) {
+			changed = true
 		}
 	}
-	if stale && time.Since(f.all) > time.Second {
-		// At most once a second: a port without a notice yet waits.
-		if all, err := bridgePortsBlocked(); err == nil {
-			f.known, f.all = all, time.Now()
-		} else {
-			slog.Warn("reading bridge port flags; BPF switches no unknown port", "err", err)
-		}
+	f.known, f.read = all, true
+	return changed
+}
+
+// blocked returns, for the ports of eps, whether each is blocked. A port
+// the cache knows nothing of counts as blocked (the safe answer: the
+// kernel's bridge switches its frames) until its notice or the next
+// refresh. The first call fills the cache.
+func (f *portFlags) blocked(eps map[int]*Endpoint) map[int]bool {
+	if !f.read && time.Since(f.tried) > time.Second {
+		f.refresh(nil)
 	}
 	out := make(map[int]bool, len(eps))
 	for idx := range eps {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/v6dp/v6dp/test/topo"
 )
 
@@ -119,6 +121,39 @@ func testFirewallNDP(t *testing.T, dp string) {
 		f.byBPF(t)
 	})
 
+	// The router's DAD for a container's address (an NS from ::) is
+	// defended by whoever answers NS: BPF with no rules, the kernel from
+	// its proxy entry through a chain that lets the probe pass, nobody
+	// through one that drops it, as on a stock host. Control for each:
+	// the router's DAD fails while the address is defended.
+	t.Run("DAD probes under the firewall", func(t *testing.T) {
+		before := s.counters(t, dp)
+		if flags := f.routerDAD(t, f.a); flags&unix.IFA_F_DADFAILED == 0 {
+			t.Errorf("no rules: the router's DAD for %s, live behind the host, did not fail (flags %#x)", f.a, flags)
+		}
+		if f.bpf() {
+			if after := s.counters(t, dp); after["ns_dad_answered"] <= before["ns_dad_answered"] {
+				t.Errorf("no rules, yet BPF did not defend %s (ns_dad_answered %d -> %d)", f.a, before["ns_dad_answered"], after["ns_dad_answered"])
+			}
+		}
+		inputChain(t, "accept")
+		nft("add", "rule", "inet", table, "input", "tcp", "dport", "22", "accept")
+		f.answersBy(t, "kernel: the host firewall filters the NDP answer path")
+		before = s.counters(t, dp)
+		if flags := f.routerDAD(t, f.a); flags&unix.IFA_F_DADFAILED == 0 {
+			t.Errorf("an input chain that passes NDP: the router's DAD for %s did not fail (flags %#x): the kernel did not defend it", f.a, flags)
+		}
+		f.byKernel(t, before)
+		nft("add", "rule", "inet", table, "input", "ip6", "saddr", "::", "icmpv6", "type", "nd-neighbor-solicit", "drop")
+		before = s.counters(t, dp)
+		if flags := f.routerDAD(t, f.a); flags&unix.IFA_F_DADFAILED != 0 {
+			t.Errorf("an input rule drops DAD probes, yet the router's DAD for %s failed (flags %#x): defended past the firewall", f.a, flags)
+		}
+		f.notByBPF(t, before, 1)
+		nft("delete", "table", "inet", table)
+		f.byBPF(t)
+	})
+
 	// iptables-nft, as the FORWARD tests use it: a rule, then a policy.
 	t.Run("ip6tables INPUT rule", func(t *testing.T) {
 		rule := []string{"INPUT", "-s", routerAddr, "-d", topo.SolicitNodeGroup(netip.MustParseAddr(f.a)).String(),
@@ -176,6 +211,24 @@ func testFirewallNDP(t *testing.T, dp string) {
 }
 
 func (f *ndpFirewall) bpf() bool { return f.dp != "kernel" }
+
+// routerDAD has the router take addr with DAD (one probe, at once) and
+// returns the address's flags once DAD has ended; the address is gone
+// again afterwards.
+func (f *ndpFirewall) routerDAD(t *testing.T, addr string) int {
+	t.Helper()
+	dev := f.RouterIf
+	for k, v := range map[string]string{
+		"net.ipv6.conf." + dev + ".accept_dad":       "1",
+		"net.ipv6.conf." + dev + ".dad_transmits":    "1",
+		"net.ipv6.neigh." + dev + ".retrans_time_ms": "1000",
+	} {
+		f.Sysctl(f.Router, k, v)
+	}
+	f.MustRun(f.Router, "ip", "addr", "add", addr+"/128", "dev", dev)
+	defer func() { _, _ = f.Run(f.Router, "ip", "addr", "del", addr+"/128", "dev", dev) }()
+	return dadEnded(t, f.Router, netip.MustParseAddr(addr))
+}
 
 // answersBy waits until status says who answers NS (BPF dataplanes only:
 // on the kernel's the kernel always does).
