@@ -171,21 +171,11 @@ type proxyTables map[int]*proxyTable
 // sync makes each uplink's entries the addresses of want in the prefixes
 // of its networks (uplinkOf names a network's uplink ifindex).
 func (t proxyTables) sync(nets []Network, uplinkOf func(Network) int, want map[netip.Addr]bool) error {
-	return t.syncPrefixes(uplinkPrefixes(nets, uplinkOf), want)
-}
-
-// uplinkPrefixes are the networks' prefixes by their uplink's ifindex.
-func uplinkPrefixes(nets []Network, uplinkOf func(Network) int) map[int][]netip.Prefix {
 	prefixes := map[int][]netip.Prefix{}
 	for _, n := range nets {
 		idx := uplinkOf(n)
 		prefixes[idx] = append(prefixes[idx], n.Prefix)
 	}
-	return prefixes
-}
-
-// syncPrefixes is sync with each uplink's prefixes given.
-func (t proxyTables) syncPrefixes(prefixes map[int][]netip.Prefix, want map[netip.Addr]bool) error {
 	var errs []error
 	for idx, pfxs := range prefixes {
 		in := make(map[netip.Addr]bool, len(want))

@@ -443,9 +443,6 @@ func (o *ops) repairProxies() {
 	if !d.cfg.NDPProxy || d.host.Uplink == nil {
 		return
 	}
-	if d.proxyWork != nil && d.proxyWork.busy.Load() {
-		return // entries still being written are not lost ones
-	}
 	idx := d.host.Uplink.Attrs().Index
 	// Every network's prefix: the live addresses span them all.
 	have, err := ProxyEntries(idx, netip.MustParsePrefix("::/0"))
