@@ -82,6 +82,13 @@ func (r *nsidRoute) do(typ uint16, flags int, payload []byte) ([]syscall.Netlink
 			}
 			switch m.Header.Type {
 			case unix.NLMSG_DONE:
+				// A dump that failed says so in its DONE message (a
+				// strict dump of a gone interface: ENODEV).
+				if len(m.Data) >= 4 {
+					if e := int32(binary.NativeEndian.Uint32(m.Data)); e < 0 {
+						return nil, unix.Errno(-e)
+					}
+				}
 				if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
 					return out, netlink.ErrDumpInterrupted
 				}

@@ -62,7 +62,7 @@ func (d *Daemon) portsIPv6Off(names []string) error {
 		}
 		idx := 0
 		if sock >= 0 {
-			idx = ifindexOn(sock, name)
+			idx, _ = ifindexOn(sock, name)
 		}
 		todo = append(todo, port{name: name, old: old, idx: idx, f: f})
 	}
@@ -86,30 +86,31 @@ func (d *Daemon) portsIPv6Off(names []string) error {
 	return errors.Join(errs...)
 }
 
-// ifindexOf returns an interface's index in the daemon's network
-// namespace, 0 if there is none by that name. An ioctl on a socket, not
-// sysfs: /sys shows the namespace it was mounted in, which is not the
-// daemon's when it was started with nsenter --net; and not a netlink
-// request, which costs ten times as much per port in a burst.
-func ifindexOf(name string) int {
+// lookupIfindex returns an interface's index in the daemon's network
+// namespace: ENODEV when there is none by that name, another error when
+// it could not be asked. An ioctl on a socket, not sysfs: /sys shows the
+// namespace it was mounted in, which is not the daemon's when it was
+// started with nsenter --net; and not a netlink request, which costs ten
+// times as much per port in a burst.
+func lookupIfindex(name string) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	defer unix.Close(fd)
 	return ifindexOn(fd, name)
 }
 
-// ifindexOn is ifindexOf on a socket of the caller's.
-func ifindexOn(fd int, name string) int {
+// ifindexOn is lookupIfindex on a socket of the caller's.
+func ifindexOn(fd int, name string) (int, error) {
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
-		return 0
+		return 0, unix.ENODEV // no interface can have that name
 	}
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
-		return 0
+		return 0, err
 	}
-	return int(ifr.Uint32())
+	return int(ifr.Uint32()), nil
 }
 
 // journaledPort is a port's entry in the port journal: its disable_ipv6
@@ -147,14 +148,19 @@ func (s Store) JournalPorts(olds map[string]journaledPort) error {
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(s.path(portJournal), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(s.path(portJournal), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	var b strings.Builder
-	// A line cut short by a crash must not run into this batch's first.
+	// A line cut short by a crash must not run into this batch's first,
+	// nor be completed by it into a line that reads whole (a torn index
+	// is another interface's): "!" spoils it for the parser.
 	if st, err := f.Stat(); err == nil && st.Size() > 0 {
-		b.WriteString("\n")
+		var last [1]byte
+		if _, err := f.ReadAt(last[:], st.Size()-1); err != nil || last[0] != '\n' {
+			b.WriteString("!\n")
+		}
 	}
 	for name, p := range olds {
 		if p.Index > 0 {
@@ -222,7 +228,10 @@ func (s Store) journaledPorts() []portEntry {
 	if err != nil {
 		return out
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	lines := strings.Split(string(b), "\n")
+	// What follows the last newline is a line a crash cut short (or
+	// nothing): it restores nothing.
+	for _, line := range lines[:len(lines)-1] {
 		if name, p, ok := parsePortLine(line); ok {
 			add(portEntry{Name: name, journaledPort: p})
 		}
@@ -242,10 +251,14 @@ type portNames struct {
 // there: by its index where the entry has one, else by name. err is the
 // link dump's, when one was needed and failed.
 func (r *portNames) now(e portEntry) (string, bool, error) {
-	if e.Index <= 0 {
-		return e.Name, ifindexOf(e.Name) > 0, nil
+	idx, err := lookupIfindex(e.Name)
+	if err != nil && !errors.Is(err, unix.ENODEV) {
+		return "", false, err // not asked: nothing is dropped
 	}
-	if ifindexOf(e.Name) == e.Index {
+	if e.Index <= 0 {
+		return e.Name, idx > 0, nil
+	}
+	if idx == e.Index {
 		return e.Name, true, nil
 	}
 	if r.links == nil && r.err == nil {

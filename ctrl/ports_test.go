@@ -88,9 +88,9 @@ func TestPortJournal(t *testing.T) {
 // gone is forgotten even when another took its name, and two ports that
 // had one name at different times are two entries.
 func TestPortJournalByIndex(t *testing.T) {
-	lo := ifindexOf("lo")
-	if lo <= 0 {
-		t.Fatalf("no index for lo: %d", lo)
+	lo, err := lookupIfindex("lo")
+	if err != nil || lo <= 0 {
+		t.Fatalf("no index for lo: %d, %v", lo, err)
 	}
 	const gone = 1 << 30 // no namespace has made this many links
 	st := Store{Dir: t.TempDir()}
@@ -121,6 +121,28 @@ func TestPortJournalByIndex(t *testing.T) {
 			if ok {
 				t.Errorf("gone port %v found as %q", e, now)
 			}
+		}
+	}
+	// A crash cut "v6dptorn0x 0 7<more digits>" short: at the end of the
+	// file it is not read, and the next batch does not make it whole (it
+	// would name interface 7, another one).
+	f, err := os.OpenFile(st.path(portJournal), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(f, "v6dptorn0x 0 %d", 7); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if n := len(st.journaledPorts()); n != 3 {
+		t.Errorf("%d entries with a torn last line, want 3: %v", n, st.journaledPorts())
+	}
+	if err := st.JournalPorts(map[string]journaledPort{"v6dpgone3x": jp("0", gone+2)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range st.journaledPorts() {
+		if e.Name == "v6dptorn0x" {
+			t.Errorf("the torn line was made whole by the next batch: %v", e)
 		}
 	}
 	st.forgetGonePortFiles()
