@@ -89,6 +89,7 @@ func Cleanup(st Store) error {
 		restore[key] = old
 	}
 	var ports portNames
+	defer ports.close()
 	for _, e := range st.journaledPorts() {
 		now, ok, err := ports.now(e)
 		if err != nil {

@@ -245,13 +245,30 @@ func (s Store) journaledPorts() []portEntry {
 type portNames struct {
 	links map[int]string // by index, after the one dump
 	err   error
+	sock  int  // for SIOCGIFINDEX, opened at the first entry
+	open  bool // sock is open
+}
+
+// close closes the socket, if one was opened.
+func (r *portNames) close() {
+	if r.open {
+		unix.Close(r.sock)
+		r.open = false
+	}
 }
 
 // now is the name the entry's port has now, and whether it is still
 // there: by its index where the entry has one, else by name. err is the
 // link dump's, when one was needed and failed.
 func (r *portNames) now(e portEntry) (string, bool, error) {
-	idx, err := lookupIfindex(e.Name)
+	if !r.open {
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return "", false, err // not asked: nothing is dropped
+		}
+		r.sock, r.open = fd, true
+	}
+	idx, err := ifindexOn(r.sock, e.Name)
 	if err != nil && !errors.Is(err, unix.ENODEV) {
 		return "", false, err // not asked: nothing is dropped
 	}
@@ -288,6 +305,7 @@ func (s Store) forgetGonePortFiles() {
 		return
 	}
 	var r portNames
+	defer r.close()
 	var keep strings.Builder
 	for _, e := range s.journaledPorts() {
 		now, there, err := r.now(e)

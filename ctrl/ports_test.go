@@ -107,6 +107,7 @@ func TestPortJournalByIndex(t *testing.T) {
 		t.Fatalf("%d entries, want 3 (one a port): %v", n, st.journaledPorts())
 	}
 	var r portNames
+	defer r.close()
 	for _, e := range st.journaledPorts() {
 		now, ok, err := r.now(e)
 		if err != nil {

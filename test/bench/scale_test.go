@@ -865,6 +865,10 @@ func (st *scaleTopo) gates(r *scaleRun) []string {
 	} else {
 		r.Note = append(r.Note, fmt.Sprintf("every far end operationally up %s after the gates began waiting", fmtDur(took)))
 	}
+	// The neighbour table is one for all namespaces: when it is full
+	// (entries of namespaces an earlier run left still being freed, say)
+	// the router's kernel cannot resolve a container, v6dp or not.
+	entries0, fulls0, statErr := ndiscStats()
 	answered, wrong, rounds, took, err := st.solicitAll()
 	r.Answered, r.Wrong, r.NSRounds, r.NSTime = answered, wrong, rounds, took
 	switch {
@@ -878,6 +882,10 @@ func (st *scaleTopo) gates(r *scaleRun) []string {
 	}
 	reached, missed, took, err := st.pingAll()
 	r.Reached, r.Pinged, r.PingTime = reached, len(st.Ports), took
+	if entries1, fulls1, err := ndiscStats(); err == nil && statErr == nil {
+		r.Note = append(r.Note, fmt.Sprintf("kernel IPv6 neighbour table: %d entries when the gates began, %d after; full %d times during them (ndisc_cache table_fulls)",
+			entries0, entries1, fulls1-fulls0))
+	}
 	switch {
 	case err != nil:
 		failed = append(failed, "echo requests: "+err.Error())
@@ -1257,4 +1265,44 @@ func writeScale(w *strings.Builder, p scaleParams, tuning string, alone []phase,
 	for _, f := range failed {
 		fmt.Fprintln(w, "FAILED: "+f)
 	}
+}
+
+// ndiscStats reads the kernel's IPv6 neighbour table statistics: its
+// entries (all namespaces) and how often it was full, summed over CPUs.
+func ndiscStats() (entries, tableFulls uint64, err error) {
+	b, err := os.ReadFile("/proc/net/stat/ndisc_cache")
+	if err != nil {
+		return 0, 0, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) < 2 {
+		return 0, 0, fmt.Errorf("ndisc_cache: no per-CPU lines")
+	}
+	head := strings.Fields(lines[0])
+	col := map[string]int{}
+	for i, h := range head {
+		col[h] = i
+	}
+	ei, ok1 := col["entries"]
+	fi, ok2 := col["table_fulls"]
+	if !ok1 || !ok2 {
+		return 0, 0, fmt.Errorf("ndisc_cache: no entries or table_fulls column")
+	}
+	for i, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) != len(head) {
+			return 0, 0, fmt.Errorf("ndisc_cache: line %d has %d fields, want %d", i+2, len(f), len(head))
+		}
+		n, err := strconv.ParseUint(f[fi], 16, 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		tableFulls += n
+		if i == 0 {
+			if entries, err = strconv.ParseUint(f[ei], 16, 64); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	return entries, tableFulls, nil
 }
