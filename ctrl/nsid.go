@@ -134,12 +134,30 @@ type nsAddr struct {
 // Addrs dumps the IPv6 addresses of one interface (index > 0) or of every
 // interface (index 0) in the namespace nsid: one dump per call.
 func (r *nsidRoute) Addrs(nsid, index int) ([]nsAddr, error) {
+	return r.addrs(index, nsid, true)
+}
+
+// OwnAddrs dumps the IPv6 addresses of one interface of the caller's own
+// namespace. Strict checking makes the kernel dump only that interface's
+// (a plain dump reads every address of the host: at 10,000 ports, each
+// with a link-local address until its IPv6 goes off, 10-60 ms). An
+// interface that is gone is ENODEV.
+func (r *nsidRoute) OwnAddrs(index int) ([]nsAddr, error) {
+	return r.addrs(index, 0, false)
+}
+
+// addrs is one address dump, of interface index (0: all), in the namespace
+// nsid if byNsid, else in the caller's own; an interrupted dump is tried
+// again, up to ten times.
+func (r *nsidRoute) addrs(index, nsid int, byNsid bool) ([]nsAddr, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	hdr := make([]byte, unix.SizeofIfAddrmsg)
-	hdr[0] = unix.AF_INET6
-	binary.NativeEndian.PutUint32(hdr[4:], uint32(index))
-	payload := append(hdr, attr(unix.IFA_TARGET_NETNSID, s32(nsid))...)
+	payload := make([]byte, unix.SizeofIfAddrmsg)
+	payload[0] = unix.AF_INET6
+	binary.NativeEndian.PutUint32(payload[4:], uint32(index))
+	if byNsid {
+		payload = append(payload, attr(unix.IFA_TARGET_NETNSID, s32(nsid))...)
+	}
 	var msgs []syscall.NetlinkMessage
 	var err error
 	for try := 0; try < 10; try++ {
@@ -156,40 +174,10 @@ func (r *nsidRoute) Addrs(nsid, index int) ([]nsAddr, error) {
 		if !ok {
 			continue
 		}
-		if target != nsid {
+		if byNsid && target != nsid {
 			return nil, ErrNoTargetNetnsid
 		}
 		if index == 0 || a.Index == index {
-			out = append(out, a)
-		}
-	}
-	return out, nil
-}
-
-// OwnAddrs dumps the IPv6 addresses of one interface of the caller's own
-// namespace. Strict checking makes the kernel dump only that interface's
-// (a plain dump reads every address of the host: at 10,000 ports, each
-// with a link-local address until its IPv6 goes off, 10-60 ms). An
-// interface that is gone is ENODEV.
-func (r *nsidRoute) OwnAddrs(index int) ([]nsAddr, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	hdr := make([]byte, unix.SizeofIfAddrmsg)
-	hdr[0] = unix.AF_INET6
-	binary.NativeEndian.PutUint32(hdr[4:], uint32(index))
-	var msgs []syscall.NetlinkMessage
-	var err error
-	for try := 0; try < 10; try++ {
-		if msgs, err = r.do(unix.RTM_GETADDR, unix.NLM_F_DUMP, hdr); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []nsAddr
-	for i := range msgs {
-		if a, _, ok := parseAddrMsg(&msgs[i]); ok && a.Index == index {
 			out = append(out, a)
 		}
 	}
