@@ -126,8 +126,9 @@ func portEntries(eps map[int]*Endpoint, prev map[uint32]loader.Port, reserved ma
 		return i < j
 	}
 	type claim struct {
-		ep  *Endpoint
-		mac string
+		ep       *Endpoint
+		mac      string // the MAC's bytes, as a key
+		reserved bool   // the host's MAC
 	}
 	claims := make(map[int]claim, len(eps))
 	macOwner := make(map[string]int, len(eps))
@@ -136,8 +137,9 @@ func portEntries(eps map[int]*Endpoint, prev map[uint32]loader.Port, reserved ma
 			continue
 		}
 		mac := string(ep.MAC)
-		claims[idx] = claim{ep, mac}
-		if reservedMACs[ep.MAC.String()] {
+		reserved := reservedMACs[ep.MAC.String()]
+		claims[idx] = claim{ep, mac, reserved}
+		if reserved {
 			continue
 		}
 		if first, ok := macOwner[mac]; !ok || better(idx, first) {
@@ -159,7 +161,7 @@ func portEntries(eps map[int]*Endpoint, prev map[uint32]loader.Port, reserved ma
 	var conflicts []string
 	for idx, c := range claims {
 		ep := c.ep
-		if reservedMACs[ep.MAC.String()] {
+		if c.reserved {
 			conflicts = append(conflicts, fmt.Sprintf("port %s: MAC %s is the host's: the port sends nothing", ep.HostIf, ep.MAC))
 			out[uint32(idx)] = loader.Port{MAC: make(net.HardwareAddr, 6)}
 			continue

@@ -35,12 +35,8 @@ func (d *Daemon) portsIPv6Off(names []string) error {
 			p.f.Close()
 		}
 	}()
-	sock, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		sock = -1 // the ports are journaled by name only
-	} else {
-		defer unix.Close(sock)
-	}
+	var idxs ifindexSock
+	defer idxs.close()
 	for _, name := range names {
 		key := ipv6Conf(name, "disable_ipv6")
 		f, err := os.OpenFile(sysctlPath(key), os.O_RDWR, 0)
@@ -60,10 +56,7 @@ func (d *Daemon) portsIPv6Off(names []string) error {
 			f.Close()
 			continue
 		}
-		idx := 0
-		if sock >= 0 {
-			idx, _ = ifindexOn(sock, name)
-		}
+		idx, _ := idxs.index(name) // 0: journaled by name only
 		todo = append(todo, port{name: name, old: old, idx: idx, f: f})
 	}
 	if len(todo) == 0 {
@@ -86,31 +79,42 @@ func (d *Daemon) portsIPv6Off(names []string) error {
 	return errors.Join(errs...)
 }
 
-// lookupIfindex returns an interface's index in the daemon's network
-// namespace: ENODEV when there is none by that name, another error when
-// it could not be asked. An ioctl on a socket, not sysfs: /sys shows the
-// namespace it was mounted in, which is not the daemon's when it was
-// started with nsenter --net; and not a netlink request, which costs ten
-// times as much per port in a burst.
-func lookupIfindex(name string) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(fd)
-	return ifindexOn(fd, name)
+// ifindexSock looks interfaces' indexes up in the daemon's network
+// namespace, on one socket opened at the first lookup. An ioctl, not
+// sysfs: /sys shows the namespace it was mounted in, which is not the
+// daemon's when it was started with nsenter --net; and not a netlink
+// request, which costs ten times as much per port in a burst.
+type ifindexSock struct {
+	fd   int
+	open bool
 }
 
-// ifindexOn is lookupIfindex on a socket of the caller's.
-func ifindexOn(fd int, name string) (int, error) {
+// index returns name's ifindex: ENODEV when there is no interface by that
+// name, another error when it could not be asked.
+func (s *ifindexSock) index(name string) (int, error) {
+	if !s.open {
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return 0, err
+		}
+		s.fd, s.open = fd, true
+	}
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return 0, unix.ENODEV // no interface can have that name
 	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+	if err := unix.IoctlIfreq(s.fd, unix.SIOCGIFINDEX, ifr); err != nil {
 		return 0, err
 	}
 	return int(ifr.Uint32()), nil
+}
+
+// close closes the socket, if one was opened.
+func (s *ifindexSock) close() {
+	if s.open {
+		unix.Close(s.fd)
+		s.open = false
+	}
 }
 
 // journaledPort is a port's entry in the port journal: its disable_ipv6
@@ -163,14 +167,18 @@ func (s Store) JournalPorts(olds map[string]journaledPort) error {
 		}
 	}
 	for name, p := range olds {
-		if p.Index > 0 {
-			fmt.Fprintf(&b, "%s %s %d\n", name, p.Old, p.Index)
-		} else {
-			fmt.Fprintf(&b, "%s %s\n", name, p.Old)
-		}
+		b.WriteString(portLine(name, p))
 	}
 	_, err = f.WriteString(b.String())
 	return errors.Join(err, f.Close())
+}
+
+// portLine is a port's line in the port journal (parsePortLine reads it).
+func portLine(name string, p journaledPort) string {
+	if p.Index > 0 {
+		return fmt.Sprintf("%s %s %d\n", name, p.Old, p.Index)
+	}
+	return fmt.Sprintf("%s %s\n", name, p.Old)
 }
 
 // parsePortLine reads one line of the port journal; ok is false for a
@@ -240,35 +248,19 @@ func (s Store) journaledPorts() []portEntry {
 }
 
 // portNames finds where the journal's ports are now. A port that still
-// has its journaled name and index (the common case) costs one sysfs
-// read; a renamed or gone one makes it dump the host's links, once.
+// has its journaled name and index (the common case) costs one ioctl; a
+// renamed or gone one makes it dump the host's links, once.
 type portNames struct {
+	ifindexSock
 	links map[int]string // by index, after the one dump
 	err   error
-	sock  int  // for SIOCGIFINDEX, opened at the first entry
-	open  bool // sock is open
-}
-
-// close closes the socket, if one was opened.
-func (r *portNames) close() {
-	if r.open {
-		unix.Close(r.sock)
-		r.open = false
-	}
 }
 
 // now is the name the entry's port has now, and whether it is still
 // there: by its index where the entry has one, else by name. err is the
 // link dump's, when one was needed and failed.
 func (r *portNames) now(e portEntry) (string, bool, error) {
-	if !r.open {
-		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return "", false, err // not asked: nothing is dropped
-		}
-		r.sock, r.open = fd, true
-	}
-	idx, err := ifindexOn(r.sock, e.Name)
+	idx, err := r.index(e.Name)
 	if err != nil && !errors.Is(err, unix.ENODEV) {
 		return "", false, err // not asked: nothing is dropped
 	}
@@ -315,11 +307,7 @@ func (s Store) forgetGonePortFiles() {
 		if !there {
 			continue
 		}
-		if e.Index > 0 {
-			fmt.Fprintf(&keep, "%s %s %d\n", now, e.Old, e.Index)
-		} else {
-			fmt.Fprintf(&keep, "%s %s\n", now, e.Old)
-		}
+		keep.WriteString(portLine(now, e.journaledPort))
 	}
 	// The old layout's entries are folded into the file; gone ports,
 	// torn lines and a port's later lines are dropped.

@@ -88,7 +88,9 @@ func TestPortJournal(t *testing.T) {
 // gone is forgotten even when another took its name, and two ports that
 // had one name at different times are two entries.
 func TestPortJournalByIndex(t *testing.T) {
-	lo, err := lookupIfindex("lo")
+	var idxs ifindexSock
+	defer idxs.close()
+	lo, err := idxs.index("lo")
 	if err != nil || lo <= 0 {
 		t.Fatalf("no index for lo: %d, %v", lo, err)
 	}
